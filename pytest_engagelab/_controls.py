@@ -1,0 +1,184 @@
+"""What a test does with the emulator, whichever door it stands behind.
+
+:class:`EmulatorControls` is the base of ``OTPMock`` (respx, in-process) and
+``OTPServer`` (a loopback socket): the journal, the assertions, the last code,
+failure injection, templates and the clock.
+"""
+
+from __future__ import annotations
+
+from typing import Final, TypedDict, Unpack
+
+from pytest_engagelab._emulator import Emulator, InjectedError, Injection
+from pytest_engagelab._journal import SentMessage
+from pytest_engagelab._templates import Template
+
+__all__ = ["EmulatorControls", "MessageCriteria"]
+
+
+class MessageCriteria(TypedDict, total=False):
+    """The fields the assertions match on; a field left out matches anything."""
+
+    to: str
+    template_id: str
+    language: str
+    params: dict[str, str]
+    endpoint: str
+
+
+_CRITERIA: Final = frozenset(MessageCriteria.__annotations__)
+
+
+class EmulatorControls:
+    """The journal, assertions, injection, templates and clock of one emulator."""
+
+    def __init__(self, emulator: Emulator, base_url: str) -> None:
+        self.emulator = emulator
+        self.base_url = base_url.rstrip("/")
+
+    @property
+    def dev_key(self) -> str:
+        """The dev key the emulator accepts."""
+        return self.emulator.dev_key
+
+    @property
+    def dev_secret(self) -> str:
+        """The dev secret the emulator accepts."""
+        return self.emulator.dev_secret
+
+    # -- the journal ----------------------------------------------------------------
+
+    @property
+    def sent(self) -> list[SentMessage]:
+        """Every message delivered so far, oldest first (a copy)."""
+        return self.emulator.journal.snapshot()
+
+    def _find(
+        self, headline: str, want: int | None, criteria: MessageCriteria
+    ) -> list[SentMessage]:
+        __tracebackhide__ = True
+        unknown = set(criteria) - _CRITERIA
+        if unknown:
+            raise TypeError(
+                f"{headline}() got unknown field(s) {', '.join(sorted(unknown))}; "
+                f"match on: {', '.join(sorted(_CRITERIA))}"
+            )
+        expected = dict(criteria)
+        journal = self.emulator.journal
+        found = journal.matching(expected)
+        if want is None and not found:
+            raise AssertionError(journal.report(f"{headline}: no message matched.", expected))
+        if want is not None and len(found) != want:
+            raise AssertionError(
+                journal.report(
+                    f"{headline}: expected {want} matching message(s), found {len(found)}.",
+                    expected,
+                )
+            )
+        return found
+
+    def assert_sent(self, **criteria: Unpack[MessageCriteria]) -> SentMessage:
+        """Assert that a message matching every given field was sent; return the latest.
+
+        Fields: ``to``, ``template_id``, ``language``, ``params``, ``endpoint``.  A
+        field not given matches anything; ``params`` compares as a whole dict.
+        """
+        __tracebackhide__ = True
+        return self._find("assert_sent", None, criteria)[-1]
+
+    def assert_sent_once(self, **criteria: Unpack[MessageCriteria]) -> SentMessage:
+        """Assert that exactly one message matches; return it."""
+        __tracebackhide__ = True
+        return self._find("assert_sent_once", 1, criteria)[0]
+
+    def assert_not_sent(self, **criteria: Unpack[MessageCriteria]) -> None:
+        """Assert that no message matches."""
+        __tracebackhide__ = True
+        self._find("assert_not_sent", 0, criteria)
+
+    def assert_sent_count(
+        self, count: int, **criteria: Unpack[MessageCriteria]
+    ) -> list[SentMessage]:
+        """Assert that exactly ``count`` messages match; return them."""
+        __tracebackhide__ = True
+        return self._find("assert_sent_count", count, criteria)
+
+    def last_code(self, to: str) -> str:
+        """The last code delivered to ``to``, to type into a verify flow."""
+        __tracebackhide__ = True
+        code = self.emulator.last_code(to)
+        if code is None:
+            recipients = sorted({m.to for m in self.sent})
+            sent_to = ", ".join(repr(r) for r in recipients) if recipients else "nobody"
+            raise AssertionError(
+                f"last_code({to!r}): no code was delivered to it; sent to: {sent_to}"
+            )
+        return code
+
+    # -- control ----------------------------------------------------------------------
+
+    def fail_next(
+        self, error: InjectedError, *, times: int = 1, endpoint: str | None = None
+    ) -> Injection:
+        """The next ``times`` requests fail with ``error``.
+
+        ``error`` is an :class:`~pytest_engagelab.errors.ErrorCode`, an
+        ``httpx.Response`` (see the factories in :mod:`pytest_engagelab.errors`)
+        or an exception instance such as ``httpx.ConnectTimeout("...")``.
+        ``endpoint`` (``"/v1/messages"``) limits it to requests to that path.
+        """
+        return self.emulator.fail_next(error, times=times, endpoint=endpoint)
+
+    def fail_for(self, to: str, error: InjectedError) -> Injection:
+        """Every send to ``to`` fails with ``error`` until the test ends."""
+        return self.emulator.fail_for(to, error)
+
+    def advance(self, seconds: float) -> float:
+        """Move the emulator's clock forward; returns the new time."""
+        return self.emulator.advance(seconds)
+
+    def add_template(
+        self,
+        template_id: str,
+        *,
+        strategy: str = "sms",
+        code_length: int = 6,
+        ttl: int = 300,
+        code_type: int = 1,
+        content: str | None = None,
+        brand_name: str = "EngageLab",
+        from_id: str | None = None,
+        description: str = "",
+        verification: bool = True,
+    ) -> Template:
+        """Register a template: ``strategy`` is a channel or a chain like ``"whatsapp|sms"``,
+        ``ttl`` the code's validity in seconds."""
+        return self.emulator.add_template(
+            template_id,
+            strategy=strategy,
+            code_length=code_length,
+            ttl=ttl,
+            code_type=code_type,
+            content=content,
+            brand_name=brand_name,
+            from_id=from_id,
+            description=description,
+            verification=verification,
+        )
+
+    def reset(self) -> None:
+        """Forget everything sent, templates, limits and injections."""
+        self.emulator.reset()
+
+    def unfired_report(self) -> str | None:
+        """A failure message naming injections that never fired, or ``None``."""
+        unfired = self.emulator.unfired_injections()
+        if not unfired:
+            return None
+        lines = [f"{len(unfired)} injected failure(s) never fired:"]
+        lines.extend(f"  {injection.describe()}" for injection in unfired)
+        lines.append(
+            "The code under test never made the request they were waiting for. Remove them, "
+            "or turn this check off with @pytest.mark.engagelab(assert_all_fired=False)."
+        )
+        return "\n".join(lines)

@@ -1,0 +1,819 @@
+"""The emulator core: EngageLab's OTP API as plain request -> answer, no HTTP library.
+
+The doors (respx in :mod:`pytest_engagelab.mock`, the loopback server, the drift
+check) turn their requests into :meth:`Emulator.handle` calls and its
+:class:`EmulatorResponse` or :class:`Fault` back into their own kind of answer.
+
+Each request is checked in this order; the first rule that fails answers:
+
+1. route: an unknown path is HTTP 404 with code 4001, a known path with the
+   wrong method HTTP 405 with code 3002 (EngageLab documents neither);
+2. an injected ``fail_next`` failure;
+3. authentication: no or wrong ``Authorization`` is 2001, an expired or
+   disabled key 2002, an endpoint the key may not call 2004;
+4. format: ``Content-Type`` not JSON, a body that is not JSON or not a JSON
+   object, is 3001;
+5. parameters: a missing or wrongly typed field, an unknown language, params
+   that are not a map of strings, is 3002 naming the field;
+6. template: an unregistered template in strict mode is 4001;
+7. recipient: ``to`` neither E.164 nor an e-mail address is 5011; a phone
+   number for an e-mail-only template, or an address for a template with no
+   e-mail channel, is 3003;
+8. an injected ``fail_for`` failure for that recipient, then the magic numbers;
+9. the frequency limit (same template, same recipient, within the code's
+   validity) is 3004.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import hmac
+import json
+import random
+import re
+import string
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+import httpx
+
+from pytest_engagelab._clock import SEEDED_EPOCH, Clock
+from pytest_engagelab._journal import Journal, SentMessage
+from pytest_engagelab._templates import (
+    Template,
+    TemplateConfigError,
+    parse_strategy,
+    template_from_config,
+)
+from pytest_engagelab.errors import ErrorCode
+from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, WHATSAPP_FALLBACK_NUMBER
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_DEV_KEY",
+    "DEFAULT_DEV_SECRET",
+    "LANGUAGES",
+    "Emulator",
+    "EmulatorEvent",
+    "EmulatorResponse",
+    "Fault",
+    "InjectedError",
+    "Injection",
+]
+
+DEFAULT_BASE_URL: Final = "https://otp.api.engagelab.cc"
+DEFAULT_DEV_KEY: Final = "test-dev-key"
+DEFAULT_DEV_SECRET: Final = "test-dev-secret"
+LANGUAGES: Final = frozenset({"default", "zh_CN", "zh_HK", "en", "ja", "th", "es"})
+_LANGUAGE_LIST: Final = ", ".join(sorted(LANGUAGES))
+_E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
+_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_SNOWFLAKE_EPOCH_MS: Final = 1_288_834_974_657
+_JSON_HEADERS: Final = (("content-type", "application/json"),)
+
+#: What a test can inject: a documented code, a ready answer, or an exception to raise.
+InjectedError = ErrorCode | httpx.Response | BaseException
+KeyStatus = Literal["active", "expired", "disabled"]
+
+
+@dataclass(frozen=True)
+class EmulatorResponse:
+    """The emulator's answer: status, headers and body bytes."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = _JSON_HEADERS
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """No answer: the door raises ``exception`` (respx) or drops the connection (server)."""
+
+    exception: BaseException
+
+
+@dataclass(frozen=True)
+class EmulatorEvent:
+    """Something happened to a message: for callbacks and other observers.
+
+    ``kind`` is ``"sent"``, ``"send_failed"``, ``"verified"``,
+    ``"verify_failed"`` (a wrong code) or ``"expired"`` (the code's validity
+    ran out unverified, noticed when the clock moves).
+    """
+
+    kind: Literal["sent", "send_failed", "verified", "verify_failed", "expired"]
+    at: float
+    to: str
+    template_id: str
+    message: SentMessage | None = None
+    error: ErrorCode | None = None
+    error_message: str = ""
+
+
+@dataclass
+class Injection:
+    """A failure injected with ``fail_next`` or ``fail_for``."""
+
+    error: InjectedError
+    times: int | None
+    to: str | None = None
+    endpoint: str | None = None
+    fired: int = 0
+
+    @property
+    def exhausted(self) -> bool:
+        return self.times is not None and self.fired >= self.times
+
+    def describe(self) -> str:
+        error = self.error
+        if isinstance(error, ErrorCode):
+            what = f"ErrorCode.{error.name}"
+        elif isinstance(error, httpx.Response):
+            what = f"<Response [{error.status_code}]>"
+        else:
+            what = f"{type(error).__name__}({str(error)!r})"
+        if self.to is not None:
+            return f"fail_for({self.to!r}, {what}) (fired {self.fired} times)"
+        where = f", endpoint={self.endpoint!r}" if self.endpoint else ""
+        return f"fail_next({what}, times={self.times}{where}) (fired {self.fired} of {self.times})"
+
+
+@dataclass
+class _Issued:
+    message: SentMessage
+    verifiable: bool
+    attempts: int = 0
+    verified: bool = False
+    expired_reported: bool = False
+
+
+class _Reject(Exception):
+    """Internal: answer with this code and message."""
+
+    def __init__(self, code: ErrorCode, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = code.http_status if status is None else status
+
+
+@dataclass
+class _Send:
+    endpoint: str
+    recipients: tuple[str, ...]
+    template_id: str
+    language: str
+    params: dict[str, str]
+    code: str | None
+    verifiable: bool
+    rate_limited: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def error_body(code: ErrorCode, message: str, status: int | None = None) -> EmulatorResponse:
+    """The documented error answer."""
+    return EmulatorResponse(
+        code.http_status if status is None else status,
+        _dumps({"code": int(code), "message": message}),
+    )
+
+
+def _require_str(body: Mapping[str, Any], name: str, *, prefix: str = "") -> str:
+    value = body.get(name)
+    label = f"{prefix}{name}"
+    if value is None:
+        raise _Reject(ErrorCode.INVALID_PARAMS, f"{label} is required")
+    if not isinstance(value, str):
+        raise _Reject(ErrorCode.INVALID_PARAMS, f"{label} must be a string")
+    if not value.strip():
+        raise _Reject(ErrorCode.INVALID_PARAMS, f"{label} must not be empty")
+    return value
+
+
+def _params(template: Mapping[str, Any]) -> dict[str, str]:
+    params = template.get("params")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise _Reject(ErrorCode.INVALID_PARAMS, "template.params must be an object of strings")
+    for key, value in params.items():
+        if not isinstance(value, str):
+            raise _Reject(
+                ErrorCode.INVALID_PARAMS,
+                f"template.params.{key} must be a string, not {type(value).__name__}",
+            )
+    return dict(params)
+
+
+class Emulator:
+    """EngageLab's OTP API in memory: templates, codes, a clock, limits and a journal.
+
+    Thread-safe: one lock guards the state, so sends from many threads or
+    asyncio tasks lose nothing and never repeat a message id.
+    """
+
+    def __init__(
+        self,
+        *,
+        dev_key: str = DEFAULT_DEV_KEY,
+        dev_secret: str = DEFAULT_DEV_SECRET,
+        strict_templates: bool = False,
+        seed: int | None = None,
+        clock: Clock | None = None,
+        key_status: KeyStatus = "active",
+        forbidden_endpoints: tuple[str, ...] = (),
+        rate_limit: bool = True,
+        journal_limit: int | None = 10_000,
+        max_verify_attempts: int | None = None,
+    ) -> None:
+        if not dev_key or not dev_secret:
+            raise ValueError("dev_key and dev_secret must be non-empty strings")
+        if key_status not in ("active", "expired", "disabled"):
+            raise ValueError(
+                f"key_status must be 'active', 'expired' or 'disabled', not {key_status!r}"
+            )
+        if max_verify_attempts is not None and max_verify_attempts < 1:
+            raise ValueError("max_verify_attempts must be at least 1 or None")
+        self._lock = threading.RLock()
+        self.dev_key = dev_key
+        self._auth = "Basic " + base64.b64encode(f"{dev_key}:{dev_secret}".encode()).decode()
+        self._secret = dev_secret
+        self.strict_templates = strict_templates
+        self.seed = seed
+        if clock is None:
+            clock = Clock(SEEDED_EPOCH if seed is not None else None)
+        self.clock = clock
+        self.key_status: KeyStatus = key_status
+        self.forbidden_endpoints = frozenset(forbidden_endpoints)
+        self.rate_limit = rate_limit
+        self.max_verify_attempts = max_verify_attempts
+        self.journal = Journal(journal_limit)
+        self._issued_limit = journal_limit
+        self._listeners: list[Callable[[EmulatorEvent], None]] = []
+        self._reset_state()
+
+    # -- state -----------------------------------------------------------------------
+
+    def _reset_state(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._worker = self._rng.getrandbits(10)
+        self._last_id = 0
+        self._templates: dict[str, Template] = {}
+        self._issued: OrderedDict[str, _Issued] = OrderedDict()
+        self._limits: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._last_codes: dict[str, str] = {}
+        self._injections: list[Injection] = []
+        self.journal.clear()
+
+    def reset(self) -> None:
+        """Forget templates, messages, codes, limits and injections (listeners stay)."""
+        with self._lock:
+            self._reset_state()
+
+    @property
+    def dev_secret(self) -> str:
+        """The secret the emulator accepts (not part of any repr)."""
+        return self._secret
+
+    def __repr__(self) -> str:
+        return (
+            f"Emulator(dev_key={self.dev_key!r}, strict_templates={self.strict_templates!r}, "
+            f"seed={self.seed!r}, sent={len(self.journal)})"
+        )
+
+    def subscribe(self, listener: Callable[[EmulatorEvent], None]) -> None:
+        """Call ``listener`` with every :class:`EmulatorEvent` (under the emulator's lock)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def _emit(self, event: EmulatorEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    # -- templates -------------------------------------------------------------------
+
+    def add_template(
+        self,
+        template_id: str,
+        *,
+        strategy: str = "sms",
+        code_length: int = 6,
+        ttl: int = 300,
+        code_type: int = 1,
+        content: str | None = None,
+        brand_name: str = "EngageLab",
+        from_id: str | None = None,
+        description: str = "",
+        verification: bool = True,
+    ) -> Template:
+        """Register a template (replacing one of the same id) and return it."""
+        template = Template(
+            template_id=template_id,
+            strategy=parse_strategy(strategy),
+            code_length=code_length,
+            ttl=ttl,
+            code_type=code_type,
+            brand_name=brand_name,
+            from_id=from_id,
+            description=description,
+            verification=verification,
+        )
+        if content is not None:
+            template.content = content
+        with self._lock:
+            self._templates[template_id] = template
+        return template
+
+    @property
+    def templates(self) -> dict[str, Template]:
+        """The registered templates, by id (a copy)."""
+        with self._lock:
+            return dict(self._templates)
+
+    def _template(self, template_id: str) -> Template:
+        template = self._templates.get(template_id)
+        if template is not None:
+            return template
+        if self.strict_templates:
+            raise _Reject(ErrorCode.NOT_FOUND, f"template {template_id!r} does not exist")
+        return Template(template_id=template_id)
+
+    # -- injections ------------------------------------------------------------------
+
+    def fail_next(
+        self, error: InjectedError, *, times: int = 1, endpoint: str | None = None
+    ) -> Injection:
+        """The next ``times`` requests (to ``endpoint`` only, if given) fail with ``error``."""
+        _check_injectable(error)
+        if times < 1:
+            raise ValueError(f"times must be at least 1, not {times!r}")
+        injection = Injection(error, times, endpoint=endpoint)
+        with self._lock:
+            self._injections.append(injection)
+        return injection
+
+    def fail_for(self, to: str, error: InjectedError) -> Injection:
+        """Every send to ``to`` fails with ``error``, for the rest of the test."""
+        _check_injectable(error)
+        injection = Injection(error, None, to=to)
+        with self._lock:
+            self._injections.append(injection)
+        return injection
+
+    @property
+    def injections(self) -> list[Injection]:
+        with self._lock:
+            return list(self._injections)
+
+    def unfired_injections(self) -> list[Injection]:
+        """Injections that never fired."""
+        return [i for i in self.injections if i.fired == 0]
+
+    def _fire(self, injection: Injection) -> EmulatorResponse | Fault:
+        injection.fired += 1
+        error = injection.error
+        if isinstance(error, ErrorCode):
+            return error_body(error, error.default_message)
+        if isinstance(error, httpx.Response):
+            content = error.read()
+            headers = tuple((k.lower(), v) for k, v in error.headers.items())
+            return EmulatorResponse(error.status_code, content, headers)
+        return Fault(copy.copy(error))
+
+    def _take_next(self, endpoint: str) -> Injection | None:
+        for injection in self._injections:
+            if (
+                injection.to is None
+                and not injection.exhausted
+                and injection.endpoint in (None, endpoint)
+            ):
+                return injection
+        return None
+
+    # -- clock -----------------------------------------------------------------------
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock; report codes that expired unverified to the listeners."""
+        with self._lock:
+            now = self.clock.advance(seconds)
+            if self._listeners:
+                for issued in self._issued.values():
+                    message = issued.message
+                    if (
+                        issued.verifiable
+                        and not issued.verified
+                        and not issued.expired_reported
+                        and message.expires_at <= now
+                    ):
+                        issued.expired_reported = True
+                        self._emit(
+                            EmulatorEvent("expired", now, message.to, message.template_id, message)
+                        )
+            return now
+
+    # -- journal helpers ---------------------------------------------------------------
+
+    def last_code(self, to: str) -> str | None:
+        """The last code delivered to ``to``, or ``None``."""
+        with self._lock:
+            return self._last_codes.get(to)
+
+    # -- the door ----------------------------------------------------------------------
+
+    def handle(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        request: httpx.Request | None = None,
+    ) -> EmulatorResponse | Fault:
+        """Answer one request.  ``headers`` must look keys up case-insensitively
+        (an ``httpx.Headers``) or have lower-case keys; ``path`` may carry a query."""
+        path = path.split("?", 1)[0].rstrip("/") or "/"
+        method = method.upper()
+        with self._lock:
+            try:
+                route = self._route(method, path)
+                injection = self._take_next(route[0])
+                if injection is not None:
+                    return self._fire(injection)
+                self._authenticate(headers, route[0])
+                return route[1](method, path, headers, body, request)
+            except _Reject as reject:
+                return error_body(reject.code, reject.message, reject.status)
+            except Exception as bug:  # never a traceback on the wire
+                return error_body(
+                    ErrorCode.INTERNAL_ERROR,
+                    f"pytest-engagelab emulator error ({type(bug).__name__}: {bug}); "
+                    "please report it",
+                )
+
+    # -- routing -----------------------------------------------------------------------
+
+    _Handler = Callable[
+        [str, str, Mapping[str, str], bytes, "httpx.Request | None"], EmulatorResponse | Fault
+    ]
+
+    def _route(self, method: str, path: str) -> tuple[str, Emulator._Handler]:
+        posts: dict[str, Emulator._Handler] = {
+            "/v1/messages": self._post_send,
+            "/v1/codes": self._post_send,
+            "/v1/custom-messages": self._post_send,
+            "/v1/verifications": self._post_verification,
+        }
+        if path in posts:
+            if method != "POST":
+                raise _Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use POST", 405)
+            return path, posts[path]
+        if path == "/v1/template-configs":
+            if method == "POST":
+                return path, self._post_template_config
+            if method == "GET":
+                return path, self._list_template_configs
+            raise _Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use GET or POST", 405)
+        if path.startswith("/v1/template-configs/") and path.count("/") == 3:
+            if method in ("GET", "DELETE"):
+                return "/v1/template-configs/{id}", self._template_config_item
+            raise _Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use GET or DELETE", 405)
+        raise _Reject(ErrorCode.NOT_FOUND, f"no such endpoint: {method} {path}", 404)
+
+    def _authenticate(self, headers: Mapping[str, str], endpoint: str) -> None:
+        given = headers.get("authorization")
+        if not given:
+            raise _Reject(ErrorCode.AUTH_FAILED, "authentication failed: no Authorization header")
+        if not given.startswith("Basic "):
+            raise _Reject(
+                ErrorCode.AUTH_FAILED, "authentication failed: use Basic base64(dev_key:dev_secret)"
+            )
+        try:
+            base64.b64decode(given[6:].strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise _Reject(
+                ErrorCode.AUTH_FAILED, "authentication failed: Authorization is not valid base64"
+            ) from None
+        if not hmac.compare_digest(given.strip().encode(), self._auth.encode()):
+            raise _Reject(ErrorCode.AUTH_FAILED, "authentication failed: wrong dev_key or secret")
+        if self.key_status != "active":
+            raise _Reject(
+                ErrorCode.AUTH_EXPIRED, f"authentication failed: the key is {self.key_status}"
+            )
+        if endpoint in self.forbidden_endpoints:
+            raise _Reject(ErrorCode.PERMISSION_DENIED, f"no permission to call {endpoint}")
+
+    @staticmethod
+    def _json_object(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        content_type = headers.get("content-type", "")
+        if "json" not in content_type.lower():
+            raise _Reject(
+                ErrorCode.INVALID_FORMAT,
+                f"Content-Type must be application/json, not {content_type or 'missing'!r}",
+            )
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise _Reject(ErrorCode.INVALID_FORMAT, "the request body is not valid JSON") from None
+        if not isinstance(payload, dict):
+            raise _Reject(ErrorCode.INVALID_FORMAT, "the request body must be a JSON object")
+        return payload
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _parse_send(self, endpoint: str, payload: dict[str, Any]) -> _Send:
+        raw_to = payload.get("to")
+        recipients: tuple[str, ...]
+        if endpoint == "/v1/custom-messages" and isinstance(raw_to, list):
+            if not raw_to or not all(isinstance(t, str) and t.strip() for t in raw_to):
+                raise _Reject(
+                    ErrorCode.INVALID_PARAMS, "to must be a string or a non-empty list of strings"
+                )
+            recipients = tuple(raw_to)
+        else:
+            recipients = (_require_str(payload, "to"),)
+        template = payload.get("template")
+        if template is None:
+            raise _Reject(ErrorCode.INVALID_PARAMS, "template is required")
+        if not isinstance(template, dict):
+            raise _Reject(ErrorCode.INVALID_PARAMS, "template must be an object")
+        template_id = _require_str(template, "id", prefix="template.")
+        language = "default"
+        if endpoint != "/v1/custom-messages" and template.get("language") is not None:
+            language = template["language"]
+            if not isinstance(language, str) or language not in LANGUAGES:
+                raise _Reject(
+                    ErrorCode.INVALID_PARAMS,
+                    f"template.language {language!r} is not supported; use one of: "
+                    f"{_LANGUAGE_LIST}",
+                )
+        params = _params(template)
+        code: str | None = None
+        if endpoint == "/v1/codes":
+            code = _require_str(payload, "code")
+        return _Send(
+            endpoint=endpoint,
+            recipients=recipients,
+            template_id=template_id,
+            language=language,
+            params=params,
+            code=code,
+            verifiable=endpoint == "/v1/messages",
+            rate_limited=endpoint != "/v1/custom-messages",
+        )
+
+    def _check_recipient(self, to: str, template: Template) -> None:
+        is_phone = _E164.fullmatch(to) is not None
+        is_email = not is_phone and _EMAIL.fullmatch(to) is not None
+        if not is_phone and not is_email:
+            raise _Reject(
+                ErrorCode.INVALID_PHONE_NUMBER,
+                f"invalid phone number format: {to!r} is neither E.164 (+6598765432) "
+                "nor an e-mail address",
+            )
+        channels = template.channels
+        if is_phone and channels == {"email"}:
+            raise _Reject(
+                ErrorCode.VALIDATION_FAILED,
+                f"template {template.template_id!r} sends only e-mail; {to!r} is a phone number",
+            )
+        if is_email and "email" not in channels:
+            raise _Reject(
+                ErrorCode.VALIDATION_FAILED,
+                f"template {template.template_id!r} has no email channel "
+                f"({template.strategy_text}); {to!r} is an e-mail address",
+            )
+
+    def _delivery_failure(
+        self, send: _Send, to: str
+    ) -> tuple[EmulatorResponse | Fault, ErrorCode | None] | None:
+        for injection in self._injections:
+            if injection.to == to:
+                error = injection.error
+                return self._fire(injection), error if isinstance(error, ErrorCode) else None
+        code = DELIVERY_ERROR_NUMBERS.get(to)
+        if code is not None:
+            return error_body(code, code.default_message), code
+        return None
+
+    def _post_send(
+        self,
+        method: str,
+        endpoint: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        request: httpx.Request | None,
+    ) -> EmulatorResponse | Fault:
+        send = self._parse_send(endpoint, self._json_object(headers, body))
+        template = self._template(send.template_id)
+        custom = endpoint == "/v1/custom-messages"
+        if custom and template.verification and "code" not in send.params:
+            raise _Reject(
+                ErrorCode.INVALID_PARAMS,
+                f"template.params.code is required: {send.template_id!r} is a verification-code "
+                "template",
+            )
+        now = self.clock.now()
+        for to in send.recipients:
+            self._check_recipient(to, template)
+        for to in send.recipients:
+            failure = self._delivery_failure(send, to)
+            if failure is not None:
+                answer, error_code = failure
+                self._emit(
+                    EmulatorEvent(
+                        "send_failed",
+                        now,
+                        to,
+                        send.template_id,
+                        error=error_code,
+                        error_message=error_code.default_message if error_code else "",
+                    )
+                )
+                return answer
+        if self.rate_limit and send.rate_limited:
+            for to in send.recipients:
+                until = self._limits.get((send.template_id, to))
+                if until is not None and now < until:
+                    raise _Reject(
+                        ErrorCode.FREQUENCY_LIMITED,
+                        f"frequency limit: template {send.template_id!r} was sent to {to!r} "
+                        f"{template.ttl - (until - now):.0f}s ago; wait until the code expires "
+                        f"({until - now:.0f}s)",
+                    )
+        message_id = self._next_id()
+        first = template.strategy[0]
+        for to in send.recipients:
+            code = send.code or send.params.get("code") or self._make_code(template)
+            failed: tuple[str, ...] = ()
+            delivered = first
+            falls_back = first == "whatsapp" and len(template.strategy) > 1
+            if to == WHATSAPP_FALLBACK_NUMBER and falls_back:
+                failed, delivered = ("whatsapp",), template.strategy[1]
+            message = SentMessage(
+                to=to,
+                template_id=send.template_id,
+                language=send.language,
+                params=send.params,
+                code=code,
+                message_id=message_id,
+                send_channel=first,
+                endpoint=endpoint,
+                request=request,
+                text=template.render(code, send.params),
+                delivery_channel=delivered,
+                failed_channels=failed,
+                sent_at=now,
+                expires_at=now + template.ttl,
+            )
+            self.journal.append(message)
+            self._remember(message, send.verifiable)
+            if self.rate_limit and send.rate_limited:
+                self._limits[(send.template_id, to)] = now + template.ttl
+                self._trim(self._limits)
+            self._emit(EmulatorEvent("sent", now, to, send.template_id, message))
+        return EmulatorResponse(200, _dumps({"message_id": message_id, "send_channel": first}))
+
+    def _remember(self, message: SentMessage, verifiable: bool) -> None:
+        self._issued[message.message_id] = _Issued(message, verifiable)
+        self._trim(self._issued)
+        self._last_codes[message.to] = message.code
+        if self._issued_limit is not None and len(self._last_codes) > self._issued_limit:
+            self._last_codes.pop(next(iter(self._last_codes)))
+
+    def _trim(self, store: OrderedDict[Any, Any]) -> None:
+        if self._issued_limit is not None:
+            while len(store) > self._issued_limit:
+                store.popitem(last=False)
+
+    def _next_id(self) -> str:
+        millis = int(self.clock.now() * 1000) - _SNOWFLAKE_EPOCH_MS
+        candidate = (max(millis, 0) << 22) | (self._worker << 12)
+        self._last_id = max(candidate, self._last_id + 1)
+        return str(self._last_id)
+
+    def _make_code(self, template: Template) -> str:
+        alphabet = ""
+        if template.code_type & 1:
+            alphabet += string.digits
+        if template.code_type & 2:
+            alphabet += string.ascii_lowercase
+        if template.code_type & 4:
+            alphabet += string.ascii_uppercase
+        return "".join(self._rng.choice(alphabet) for _ in range(template.code_length))
+
+    # -- verification ----------------------------------------------------------------
+
+    def _post_verification(
+        self,
+        method: str,
+        endpoint: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        request: httpx.Request | None,
+    ) -> EmulatorResponse:
+        payload = self._json_object(headers, body)
+        message_id = _require_str(payload, "message_id")
+        verify_code = _require_str(payload, "verify_code")
+        issued = self._issued.get(message_id)
+        if issued is None:
+            raise _Reject(ErrorCode.NOT_FOUND, f"message_id {message_id!r} does not exist")
+        message = issued.message
+        if not issued.verifiable:
+            raise _Reject(
+                ErrorCode.VALIDATION_FAILED,
+                f"message {message_id!r} was sent through {message.endpoint}, whose codes the "
+                "caller verifies itself",
+            )
+        if issued.verified:
+            raise _Reject(
+                ErrorCode.VALIDATION_FAILED, f"message {message_id!r} was already verified"
+            )
+        now = self.clock.now()
+        if now >= message.expires_at:
+            raise _Reject(
+                ErrorCode.VALIDATION_FAILED, f"the code of message {message_id!r} has expired"
+            )
+        if self.max_verify_attempts is not None and issued.attempts >= self.max_verify_attempts:
+            raise _Reject(
+                ErrorCode.VALIDATION_FAILED,
+                f"too many wrong codes for message {message_id!r} "
+                f"({self.max_verify_attempts} allowed)",
+            )
+        verified = hmac.compare_digest(verify_code.encode(), message.code.encode())
+        if verified:
+            issued.verified = True
+        else:
+            issued.attempts += 1
+        kind: Literal["verified", "verify_failed"] = "verified" if verified else "verify_failed"
+        self._emit(EmulatorEvent(kind, now, message.to, message.template_id, message))
+        answer = {"message_id": message_id, "verify_code": verify_code, "verified": verified}
+        return EmulatorResponse(200, _dumps(answer))
+
+    # -- template configs --------------------------------------------------------------
+
+    def _post_template_config(
+        self,
+        method: str,
+        endpoint: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        request: httpx.Request | None,
+    ) -> EmulatorResponse:
+        payload = self._json_object(headers, body)
+        try:
+            template = template_from_config(payload)
+        except TemplateConfigError as error:
+            raise _Reject(ErrorCode.INVALID_PARAMS, str(error)) from None
+        if template.template_id in self._templates:
+            raise _Reject(
+                ErrorCode.VALIDATION_FAILED, f"template {template.template_id!r} already exists"
+            )
+        self._templates[template.template_id] = template
+        return EmulatorResponse(200, _dumps({"code": 0, "message": "success"}))
+
+    def _list_template_configs(
+        self,
+        method: str,
+        endpoint: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        request: httpx.Request | None,
+    ) -> EmulatorResponse:
+        return EmulatorResponse(200, _dumps([t.summary() for t in self._templates.values()]))
+
+    def _template_config_item(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        request: httpx.Request | None,
+    ) -> EmulatorResponse:
+        template_id = path.rsplit("/", 1)[1]
+        template = self._templates.get(template_id)
+        if template is None:
+            raise _Reject(ErrorCode.NOT_FOUND, "config not exist")
+        if method == "DELETE":
+            del self._templates[template_id]
+            return EmulatorResponse(200, _dumps({"code": 0, "message": "success"}))
+        return EmulatorResponse(200, _dumps(template.full_config()))
+
+
+def _check_injectable(error: object) -> None:
+    if not isinstance(error, ErrorCode | httpx.Response | BaseException):
+        raise TypeError(
+            "an injected error must be an ErrorCode, an httpx.Response (see "
+            f"pytest_engagelab.errors) or an exception instance, not {type(error).__name__}"
+        )

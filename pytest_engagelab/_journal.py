@@ -1,0 +1,130 @@
+"""The journal of what the emulator delivered, and the assertions made on it."""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+__all__ = ["Journal", "SentMessage"]
+
+
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One message the emulator accepted and delivered.
+
+    ``send_channel`` is what the API answered (the first channel of the
+    strategy); ``delivery_channel`` is the channel that finally delivered it and
+    ``failed_channels`` the ones that failed before (the WhatsApp fallback
+    number).  ``language`` is the effective language (``"default"`` when the
+    request gave none); ``params`` is ``{}`` when it gave none.  ``request`` is
+    the ``httpx.Request`` that asked for it.
+    """
+
+    to: str
+    template_id: str
+    language: str
+    params: dict[str, str]
+    code: str
+    message_id: str
+    send_channel: str
+    endpoint: str
+    request: httpx.Request | None = field(repr=False, compare=False)
+    text: str = ""
+    delivery_channel: str = ""
+    failed_channels: tuple[str, ...] = ()
+    sent_at: float = 0.0
+    expires_at: float = 0.0
+
+    def describe(self) -> str:
+        """One line for failure messages."""
+        return (
+            f"to={self.to!r}, template_id={self.template_id!r}, language={self.language!r}, "
+            f"params={self.params!r} ({self.endpoint}, send_channel={self.send_channel!r}, "
+            f"message_id={self.message_id!r})"
+        )
+
+
+def _differences(message: SentMessage, expected: dict[str, Any]) -> list[str]:
+    return [
+        f"{name}: expected {value!r}, got {getattr(message, name)!r}"
+        for name, value in expected.items()
+        if getattr(message, name) != value
+    ]
+
+
+def _describe_criteria(expected: dict[str, Any]) -> str:
+    if not expected:
+        return "any message"
+    return ", ".join(f"{name}={value!r}" for name, value in expected.items())
+
+
+class Journal:
+    """A thread-safe, bounded list of :class:`SentMessage`.
+
+    Past ``limit`` entries the oldest are dropped (``dropped`` counts them), so a
+    test that sends 100,000 messages does not keep 100,000 requests in memory.
+    """
+
+    def __init__(self, limit: int | None = 10_000) -> None:
+        if limit is not None and limit < 1:
+            raise ValueError(f"journal_limit must be at least 1 or None, not {limit!r}")
+        self._lock = threading.Lock()
+        self._entries: deque[SentMessage] = deque(maxlen=limit)
+        self.limit = limit
+        self.dropped = 0
+
+    def append(self, message: SentMessage) -> None:
+        with self._lock:
+            if self.limit is not None and len(self._entries) == self.limit:
+                self.dropped += 1
+            self._entries.append(message)
+
+    def snapshot(self) -> list[SentMessage]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[SentMessage]:
+        return iter(self.snapshot())
+
+    # -- assertions ---------------------------------------------------------------
+
+    def matching(self, expected: dict[str, Any]) -> list[SentMessage]:
+        wanted = expected
+        return [m for m in self.snapshot() if not _differences(m, wanted)]
+
+    def report(self, headline: str, expected: dict[str, Any]) -> str:
+        """A failure message: what was expected, what was sent, how the closest differs."""
+        wanted = expected
+        sent = self.snapshot()
+        lines = [headline, f"Expected: {_describe_criteria(wanted)}"]
+        if not sent:
+            lines.append("Sent: nothing")
+        else:
+            lines.append(f"Sent ({len(sent)}):")
+            lines.extend(f"  {i}. {m.describe()}" for i, m in enumerate(sent, 1))
+            candidates = [(len(_differences(m, wanted)), i, m) for i, m in enumerate(sent, 1)]
+            distance, index, closest = min(candidates, key=lambda c: c[0])
+            if distance:
+                lines.append(f"Closest: #{index}, which differs in")
+                lines.extend(f"  {line}" for line in _differences(closest, wanted))
+        if self.dropped:
+            lines.append(
+                f"({self.dropped} older messages were dropped: the journal keeps the last "
+                f"{self.limit}; raise journal_limit to keep more)"
+            )
+        return "\n".join(lines)

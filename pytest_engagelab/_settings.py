@@ -1,0 +1,208 @@
+"""Emulator settings: built-in defaults, then ini values, then ``@pytest.mark.engagelab``."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from pytest_engagelab._emulator import (
+    DEFAULT_BASE_URL,
+    DEFAULT_DEV_KEY,
+    DEFAULT_DEV_SECRET,
+    Emulator,
+    KeyStatus,
+)
+
+__all__ = ["INI_OPTIONS", "EngageLabSettings", "SettingsError"]
+
+
+class SettingsError(ValueError):
+    """A setting has a value it cannot take; the message says which and what is allowed."""
+
+
+@dataclass(frozen=True)
+class EngageLabSettings:
+    """How ``otp_mock`` and ``otp_server`` build their emulator.
+
+    Precedence, lowest first: these defaults, the ``engagelab_*`` ini options
+    (suite-wide), then ``@pytest.mark.engagelab(...)`` on the test, its class or
+    its module (the marker closest to the test wins for each keyword).  Override
+    the ``engagelab_settings`` fixture to compute suite defaults in code.
+    """
+
+    dev_key: str = DEFAULT_DEV_KEY
+    dev_secret: str = dataclasses.field(default=DEFAULT_DEV_SECRET, repr=False)
+    base_url: str = DEFAULT_BASE_URL
+    strict_templates: bool = False
+    seed: int | None = None
+    journal_limit: int | None = 10_000
+    assert_all_fired: bool = True
+    key_status: KeyStatus = "active"
+    forbidden_endpoints: tuple[str, ...] = ()
+    rate_limit: bool = True
+    max_verify_attempts: int | None = None
+
+    def build_emulator(self) -> Emulator:
+        """A fresh emulator with these settings."""
+        return Emulator(
+            dev_key=self.dev_key,
+            dev_secret=self.dev_secret,
+            strict_templates=self.strict_templates,
+            seed=self.seed,
+            key_status=self.key_status,
+            forbidden_endpoints=self.forbidden_endpoints,
+            rate_limit=self.rate_limit,
+            journal_limit=self.journal_limit,
+            max_verify_attempts=self.max_verify_attempts,
+        )
+
+    def merged(self, overrides: Mapping[str, Any], *, source: str) -> EngageLabSettings:
+        """These settings with ``overrides`` applied, each checked; ``source`` names
+        where they came from for error messages."""
+        unknown = sorted(set(overrides) - set(MARKER_KEYWORDS))
+        if unknown:
+            raise SettingsError(
+                f"{source}: unknown keyword(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(MARKER_KEYWORDS)}"
+            )
+        checked = {name: _CHECKS[name](name, value, source) for name, value in overrides.items()}
+        return dataclasses.replace(self, **checked)
+
+
+def _text(name: str, value: Any, source: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError(f"{source}: {name} must be a non-empty string, not {value!r}")
+    return value
+
+
+def _url(name: str, value: Any, source: str) -> str:
+    text = _text(name, value, source)
+    if not text.startswith(("http://", "https://")):
+        raise SettingsError(f"{source}: {name} must start with http:// or https://, not {text!r}")
+    return text.rstrip("/")
+
+
+def _flag(name: str, value: Any, source: str) -> bool:
+    if not isinstance(value, bool):
+        raise SettingsError(f"{source}: {name} must be True or False, not {value!r}")
+    return value
+
+
+def _optional_int(low: int) -> Callable[[str, Any, str], int | None]:
+    def check(name: str, value: Any, source: str) -> int | None:
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise SettingsError(
+                f"{source}: {name} must be an integer >= {low} or None, not {value!r}"
+            )
+        return value
+
+    return check
+
+
+def _key_status(name: str, value: Any, source: str) -> str:
+    if value not in ("active", "expired", "disabled"):
+        raise SettingsError(
+            f"{source}: {name} must be 'active', 'expired' or 'disabled', not {value!r}"
+        )
+    return str(value)
+
+
+def _endpoints(name: str, value: Any, source: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(isinstance(v, str) and v.startswith("/") for v in value):
+        raise SettingsError(
+            f"{source}: {name} must be a list of paths such as ['/v1/verifications'], not {value!r}"
+        )
+    return tuple(value)
+
+
+_CHECKS: Final[dict[str, Callable[[str, Any, str], Any]]] = {
+    "dev_key": _text,
+    "dev_secret": _text,
+    "base_url": _url,
+    "strict_templates": _flag,
+    "seed": _optional_int(0),
+    "journal_limit": _optional_int(1),
+    "assert_all_fired": _flag,
+    "key_status": _key_status,
+    "forbidden_endpoints": _endpoints,
+    "rate_limit": _flag,
+    "max_verify_attempts": _optional_int(1),
+}
+
+#: The keywords ``@pytest.mark.engagelab`` accepts.
+MARKER_KEYWORDS: Final = tuple(_CHECKS)
+
+
+@dataclass(frozen=True)
+class IniOption:
+    """One ``engagelab_*`` ini option: its setting, type and help."""
+
+    setting: str
+    kind: str  # "string", "bool" or "int"
+    help: str
+
+    @property
+    def name(self) -> str:
+        return f"engagelab_{self.setting}"
+
+
+INI_OPTIONS: Final = (
+    IniOption("dev_key", "string", f"dev key the emulator accepts (default {DEFAULT_DEV_KEY})"),
+    IniOption(
+        "dev_secret", "string", f"dev secret the emulator accepts (default {DEFAULT_DEV_SECRET})"
+    ),
+    IniOption("base_url", "string", f"base URL the emulator serves (default {DEFAULT_BASE_URL})"),
+    IniOption(
+        "strict_templates",
+        "bool",
+        "answer 4001 for templates not registered with add_template (default false)",
+    ),
+    IniOption(
+        "seed", "int", "seed for codes and message ids, for reproducible runs (default: none)"
+    ),
+    IniOption(
+        "journal_limit",
+        "int",
+        "messages the journal keeps; older ones are dropped (default 10000; 0 = no limit)",
+    ),
+    IniOption(
+        "assert_all_fired",
+        "bool",
+        "fail a test whose injected failures never fired (default true)",
+    ),
+)
+
+
+def settings_from_ini(read: Callable[[str], Any], base: EngageLabSettings) -> EngageLabSettings:
+    """Settings from the ini options; ``read(name)`` returns the raw ini value or ``None``."""
+    values: dict[str, Any] = {}
+    for option in INI_OPTIONS:
+        raw = read(option.name)
+        if raw is None or raw == "" or raw == []:
+            continue
+        source = f"ini option {option.name} = {raw!r}"
+        if option.kind == "int":
+            try:
+                number = int(str(raw).strip())
+            except ValueError:
+                raise SettingsError(f"{source}: not an integer") from None
+            if option.setting == "journal_limit" and number == 0:
+                values[option.setting] = None
+                continue
+            values[option.setting] = _CHECKS[option.setting](option.setting, number, source)
+        elif option.kind == "bool":
+            word = str(raw).strip().lower()
+            if word not in _TRUTH:
+                raise SettingsError(f"{source}: not a boolean; use true or false")
+            values[option.setting] = _TRUTH[word]
+        else:
+            text = str(raw).strip()
+            values[option.setting] = _CHECKS[option.setting](option.setting, text, source)
+    return dataclasses.replace(base, **values)
+
+
+_TRUTH: Final = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
