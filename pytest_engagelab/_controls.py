@@ -7,11 +7,14 @@ failure injection, templates and the clock.
 
 from __future__ import annotations
 
-from typing import Final, TypedDict, Unpack
+from collections.abc import Mapping
+from typing import Any, Final, Literal, TypedDict, Unpack
 
+from pytest_engagelab import _callback_delivery
 from pytest_engagelab._emulator import Emulator, InjectedError, Injection
 from pytest_engagelab._journal import SentMessage
 from pytest_engagelab._templates import Template
+from pytest_engagelab.callbacks import DEFAULT_BUSINESS_ID, CallbackDelivery
 
 __all__ = ["EmulatorControls", "MessageCriteria"]
 
@@ -167,8 +170,9 @@ class EmulatorControls:
         )
 
     def reset(self) -> None:
-        """Forget everything sent, templates, limits and injections."""
+        """Forget everything sent, templates, limits, injections and queued callbacks."""
         self.emulator.reset()
+        _callback_delivery.dispatcher_for(self.emulator).clear()
 
     def unfired_report(self) -> str | None:
         """A failure message naming injections that never fired, or ``None``."""
@@ -182,3 +186,70 @@ class EmulatorControls:
             "or turn this check off with @pytest.mark.engagelab(assert_all_fired=False)."
         )
         return "\n".join(lines)
+
+    # -- callbacks --------------------------------------------------------------------
+
+    def configure_callbacks(
+        self,
+        *,
+        url: str | None = None,
+        app: Any = None,
+        username: str | None = None,
+        secret: str | None = None,
+        authorization: str | None = None,
+        retries: int = 0,
+        timeout: float = 3.0,
+        batch_size: int = 1,
+        business_id: str = DEFAULT_BUSINESS_ID,
+        prices: Mapping[str, float] | None = None,
+        timestamps: Literal["wall", "emulator"] = "wall",
+    ) -> None:
+        """Queue EngageLab's callbacks for every message from now on, and say where they go.
+
+        ``url`` is a real HTTP endpoint; ``app`` an ASGI or WSGI app called
+        in-process (``url`` is then the path, default ``/``).  With ``username``
+        and ``secret`` each request is signed with ``X-CALLBACK-ID``;
+        ``authorization`` is sent as the ``Authorization`` header.  Nothing is
+        sent until :meth:`deliver_callbacks`; ``batch_size`` rows go in one POST
+        (default 1), a failed POST is tried ``retries`` more times, ``timeout``
+        is in seconds.  ``timestamps="emulator"`` signs with the emulator's clock
+        instead of the wall clock.
+        """
+        _callback_delivery.configure(
+            self.emulator,
+            url=url,
+            app=app,
+            username=username,
+            secret=secret,
+            authorization=authorization,
+            retries=retries,
+            timeout=timeout,
+            batch_size=batch_size,
+            business_id=business_id,
+            prices=prices,
+            timestamps=timestamps,
+        )
+
+    @property
+    def pending_callbacks(self) -> list[dict[str, Any]]:
+        """The callback rows queued and not yet delivered, oldest first (a copy)."""
+        return _callback_delivery.dispatcher_for(self.emulator).pending
+
+    def deliver_callbacks(self, *, raise_on_error: bool = True) -> list[CallbackDelivery]:
+        """POST every queued callback now; return each request with the handler's answer.
+
+        A handler that answers non-2xx, times out or cannot be reached raises
+        :class:`~pytest_engagelab.callbacks.CallbackDeliveryError` naming each
+        failure (after the configured retries), unless ``raise_on_error=False``.
+        In an async test with an ASGI app, use :meth:`adeliver_callbacks`.
+        """
+        __tracebackhide__ = True
+        return _callback_delivery.dispatcher_for(self.emulator).deliver(
+            raise_on_error=raise_on_error
+        )
+
+    async def adeliver_callbacks(self, *, raise_on_error: bool = True) -> list[CallbackDelivery]:
+        """:meth:`deliver_callbacks` for async tests."""
+        __tracebackhide__ = True
+        dispatcher = _callback_delivery.dispatcher_for(self.emulator)
+        return await dispatcher.adeliver(raise_on_error=raise_on_error)
