@@ -1,0 +1,172 @@
+"""``python -m pytest_engagelab serve``: the emulator on a real socket, from the command line.
+
+For manual testing and for other languages' suites.  Prints one line to stdout
+once it listens (``pytest-engagelab emulator listening on http://HOST:PORT``),
+then one line per request to stderr (never headers, bodies or query strings),
+and stops cleanly on Ctrl-C (SIGINT) or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from pytest_engagelab._clock import SEEDED_EPOCH, Clock
+from pytest_engagelab._emulator import DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET, Emulator
+from pytest_engagelab.server import (
+    CONTROL_PREFIX,
+    DEFAULT_MAX_BODY,
+    DEFAULT_READ_TIMEOUT,
+    OTPServer,
+    TemplateSpecError,
+    load_templates,
+)
+
+_PROG = "python -m pytest_engagelab"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_PROG, description="pytest-engagelab: EngageLab OTP API emulator tools."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the emulator over HTTP",
+        description=(
+            "Serve the EngageLab OTP API emulator over HTTP, with a JSON control API under "
+            f"{CONTROL_PREFIX}. Its clock follows the wall clock (POST {CONTROL_PREFIX}advance "
+            "moves it on). Stop with Ctrl-C."
+        ),
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
+    serve.add_argument(
+        "--port", type=int, default=0, help="port to bind (0, the default: a free port)"
+    )
+    serve.add_argument(
+        "--seed", type=int, default=None, help="seed codes and message ids (reproducible runs)"
+    )
+    serve.add_argument(
+        "--templates",
+        metavar="FILE",
+        default=None,
+        help="JSON file: a list of templates, each either add_template keywords "
+        '({"template_id": "login", "strategy": "whatsapp|sms", "ttl": 300}) or a '
+        "POST /v1/template-configs definition (with send_channel_strategy)",
+    )
+    serve.add_argument("--dev-key", default=DEFAULT_DEV_KEY, help="dev key to accept")
+    serve.add_argument("--dev-secret", default=DEFAULT_DEV_SECRET, help="dev secret to accept")
+    serve.add_argument(
+        "--strict-templates",
+        action="store_true",
+        help="answer 4001 for templates that were not registered",
+    )
+    serve.add_argument(
+        "--max-body",
+        type=int,
+        default=DEFAULT_MAX_BODY,
+        help=f"largest request body in bytes ({DEFAULT_MAX_BODY}); larger is answered 413",
+    )
+    serve.add_argument(
+        "--read-timeout",
+        type=float,
+        default=DEFAULT_READ_TIMEOUT,
+        help=f"seconds to wait for the rest of a started request ({DEFAULT_READ_TIMEOUT:g})",
+    )
+    serve.add_argument("--quiet", action="store_true", help="no line per request")
+    return parser
+
+
+class _Log:
+    """One line per request to stderr, with a UTC timestamp; safe from many threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __call__(self, line: str) -> None:
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with self._lock:
+            sys.stderr.write(f"{stamp} {line}\n")
+            sys.stderr.flush()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    def fail(message: str) -> int:
+        print(f"{_PROG} serve: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        emulator = Emulator(
+            dev_key=args.dev_key,
+            dev_secret=args.dev_secret,
+            seed=args.seed,
+            strict_templates=args.strict_templates,
+            clock=Clock(SEEDED_EPOCH if args.seed is not None else None, frozen=False),
+        )
+        server = OTPServer(
+            emulator,
+            host=args.host,
+            port=args.port,
+            max_body=args.max_body,
+            read_timeout=args.read_timeout,
+            log=None if args.quiet else _Log(),
+        )
+    except ValueError as error:
+        return fail(str(error))
+    if args.templates is not None:
+        try:
+            with open(args.templates, encoding="utf-8") as file:
+                spec = json.load(file)
+            load_templates(server, spec)
+        except OSError as error:
+            return fail(f"--templates {args.templates}: {error.strerror or error}")
+        except ValueError as error:  # bad JSON, or TemplateSpecError
+            kind = "" if isinstance(error, TemplateSpecError) else "not valid JSON: "
+            return fail(f"--templates {args.templates}: {kind}{error}")
+    try:
+        server.start()
+    except OSError as error:
+        return fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    key = args.dev_key if args.dev_key == DEFAULT_DEV_KEY else "(as given)"
+    print(
+        f"dev_key {key}; control API at {server.url}{CONTROL_PREFIX}; Ctrl-C stops",
+        file=sys.stderr,
+        flush=True,
+    )
+    # Last: clients that wait for this line find the banner above before any request line.
+    print(f"pytest-engagelab emulator listening on {server.url}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    print("pytest-engagelab emulator stopped", file=sys.stderr, flush=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command != "serve":
+        parser.print_help(sys.stderr)
+        return 2
+    return _serve(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
