@@ -112,9 +112,12 @@ def _key_status(name: str, value: Any, source: str) -> str:
 
 
 def _endpoints(name: str, value: Any, source: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not all(isinstance(v, str) and v.startswith("/") for v in value):
+    if not isinstance(value, list | tuple | set | frozenset) or not all(
+        isinstance(v, str) and v.startswith("/") for v in value
+    ):
         raise SettingsError(
-            f"{source}: {name} must be a list of paths such as ['/v1/verifications'], not {value!r}"
+            f"{source}: {name} must be a list of paths such as ['/v1/verifications'], "
+            f"not {value!r}"
         )
     return tuple(value)
 

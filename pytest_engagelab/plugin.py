@@ -7,11 +7,14 @@ for it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from typing import Any
+import os
+from collections.abc import Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
+import httpx
 import pytest
 
+from pytest_engagelab._controls import EmulatorControls
 from pytest_engagelab._settings import (
     INI_OPTIONS,
     MARKER_KEYWORDS,
@@ -19,8 +22,31 @@ from pytest_engagelab._settings import (
     SettingsError,
     settings_from_ini,
 )
+from pytest_engagelab.cassettes import (  # -- cassettes --
+    RECORD_MODES,
+    CassetteSettings,
+    Credentials,
+    cassette_path,
+    cassette_settings,
+    shared_cassettes,
+)
 from pytest_engagelab.client import AsyncOTPClient, OTPClient
 from pytest_engagelab.mock import OTPMock
+from pytest_engagelab.server import OTPServer  # loopback server
+
+# -- cassettes ---------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from pytest_engagelab._vcr import ActiveCassette
+
+_CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
+_CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
+_ACTIVE_KEY = pytest.StashKey["ActiveCassette"]()
+_CASSETTE_MARKER = (
+    "engagelab_cassette(name=None): run this test on a vcrpy cassette (YAML, under the ini "
+    "option engagelab_cassette_dir): otp_client, otp_async_client and any httpx request go "
+    "through it to the real EngageLab base URL; --engagelab-record-mode says whether it records."
+)
+# -- end cassettes -----------------------------------------------------------------------------
 
 _SETTINGS_KEY = pytest.StashKey[EngageLabSettings]()
 
@@ -28,7 +54,7 @@ _ENGAGELAB_MARKER = (
     "engagelab(*, dev_key=..., dev_secret=..., base_url=..., strict_templates=False, "
     "seed=None, journal_limit=10000, assert_all_fired=True, key_status='active', "
     "forbidden_endpoints=(), rate_limit=True, max_verify_attempts=None): configure the "
-    "EngageLab emulator behind otp_mock and otp_client for this test (keyword-only; "
+    "EngageLab emulator behind otp_mock, otp_client and otp_server for this test (keyword-only; "
     "overrides the engagelab_* ini options)."
 )
 
@@ -41,6 +67,52 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     del group  # command-line options join this group as features add them
     for option in INI_OPTIONS:
         parser.addini(option.name, help=option.help, type="string", default="")
+    # -- cassettes -----------------------------------------------------------------------------
+    cassettes = parser.getgroup("engagelab")
+    cassettes.addoption(
+        "--engagelab-record-mode",
+        dest="engagelab_record_mode",
+        choices=RECORD_MODES,
+        default=None,
+        help="cassette record mode: none (default: replay only), once, new_episodes, all, "
+        "rewrite (record the cassette anew); recording needs ENGAGELAB_DEV_KEY and "
+        "ENGAGELAB_DEV_SECRET",
+    )
+    cassettes.addoption(
+        "--engagelab-check-drift",
+        dest="engagelab_check_drift",
+        action="store_true",
+        default=False,
+        help="instead of the tests, replay every interaction of the cassette directory through "
+        "the emulator and fail each one whose answer differs (status, error code, body shape)",
+    )
+    parser.addini(
+        "engagelab_cassette_dir",
+        help="directory of the engagelab cassettes, relative to the rootdir (default cassettes)",
+        type="string",
+        default="cassettes",
+    )
+    parser.addini(
+        "engagelab_record_mode",
+        help="default of --engagelab-record-mode (default none: replay only)",
+        type="string",
+        default="",
+    )
+    parser.addini(
+        "engagelab_redact_recipients",
+        help="replace phone numbers and e-mail addresses in cassettes with stable placeholders "
+        "(default false)",
+        type="string",
+        default="",
+    )
+    parser.addini(
+        "engagelab_extra_secrets",
+        help="more secrets to scrub from cassettes, one per line; $NAME means the value of the "
+        "environment variable NAME",
+        type="linelist",
+        default=[],
+    )
+    # -- end cassettes -------------------------------------------------------------------------
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,6 +126,22 @@ def pytest_configure(config: pytest.Config) -> None:
     except SettingsError as error:
         raise pytest.UsageError(f"pytest-engagelab: {error}") from None
     config.stash[_SETTINGS_KEY] = settings
+    # -- cassettes -----------------------------------------------------------------------------
+    config.addinivalue_line("markers", _CASSETTE_MARKER)
+    try:
+        config.stash[_CASSETTES_KEY] = cassette_settings(
+            rootdir=config.rootpath,
+            directory=str(config.getini("engagelab_cassette_dir")),
+            record_mode=config.getoption("engagelab_record_mode", None),
+            ini_record_mode=str(config.getini("engagelab_record_mode")),
+            redact=str(config.getini("engagelab_redact_recipients")),
+            extra_secrets=config.getini("engagelab_extra_secrets"),
+            environ=os.environ,
+            default_base_url=settings.base_url,
+        )
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    # -- end cassettes -------------------------------------------------------------------------
 
 
 # -- settings -----------------------------------------------------------------------------
@@ -79,6 +167,12 @@ def _marker_settings(node: pytest.Item, base: EngageLabSettings) -> EngageLabSet
         if problem is not None:
             pytest.fail(problem, pytrace=False)
     return settings
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Check ``@pytest.mark.engagelab`` on every test that carries it, fixture or not."""
+    if item.get_closest_marker("engagelab") is not None:
+        _marker_settings(item, item.config.stash[_SETTINGS_KEY])
 
 
 @pytest.fixture
@@ -109,28 +203,268 @@ def otp_mock(
     ``@pytest.mark.engagelab(...)``.  An injected failure that never fired fails
     the test at teardown.
     """
+    if request.node.get_closest_marker("engagelab_cassette") is not None:  # -- cassettes --
+        pytest.fail(_CASSETTE_AND_MOCK, pytrace=False)
     settings = _marker_settings(request.node, engagelab_settings)
     mock = OTPMock(settings.build_emulator(), base_url=settings.base_url)
     with mock:
         yield mock
-    report = mock.unfired_report() if settings.assert_all_fired else None
+    _check_all_fired(request, mock, settings, "otp_mock")
+
+
+def _check_all_fired(
+    request: pytest.FixtureRequest,
+    controls: EmulatorControls,
+    settings: EngageLabSettings,
+    name: str,
+) -> None:
+    """Fail the test at teardown for injected failures that never fired.
+
+    Only after a passing test: when the test already failed, the unfired
+    injection is most likely a consequence, and one problem should read as one.
+    """
+    __tracebackhide__ = True
+    call = request.node.stash.get(_CALL_REPORT_KEY, None)
+    if not settings.assert_all_fired or call is None or not call.passed:
+        return
+    report = controls.unfired_report()
     if report is not None:
-        pytest.fail(f"otp_mock: {report}", pytrace=False)
+        pytest.fail(f"{name}: {report}", pytrace=False)
+
+
+def _client_credentials(request: pytest.FixtureRequest) -> Credentials:  # -- cassettes --
+    """The cassette's credentials on a marked test, otherwise ``otp_mock``'s."""
+    active: ActiveCassette | None = request.getfixturevalue("engagelab_cassette")
+    if active is not None:
+        return active.credentials
+    mock: OTPMock = request.getfixturevalue("otp_mock")
+    return Credentials(mock.dev_key, mock.dev_secret, mock.base_url)
 
 
 @pytest.fixture
-def otp_client(otp_mock: OTPMock) -> Iterator[OTPClient]:
-    """An ``OTPClient`` wired to ``otp_mock``'s base URL and credentials."""
-    with OTPClient(otp_mock.dev_key, otp_mock.dev_secret, base_url=otp_mock.base_url) as client:
+def otp_client(request: pytest.FixtureRequest) -> Iterator[OTPClient]:
+    """An ``OTPClient`` wired to ``otp_mock``'s base URL and credentials.
+
+    On a test marked ``@pytest.mark.engagelab_cassette`` it talks to the real base
+    URL through the cassette instead (no ``otp_mock``): with the credentials from
+    ``ENGAGELAB_DEV_KEY``/``ENGAGELAB_DEV_SECRET`` when recording, with the
+    emulator's placeholder credentials when replaying.
+    """
+    credentials = _client_credentials(request)
+    with OTPClient(
+        credentials.dev_key, credentials.dev_secret, base_url=credentials.base_url
+    ) as client:
         yield client
 
 
 @pytest.fixture
-def otp_async_client(otp_mock: OTPMock) -> Iterator[AsyncOTPClient]:
+def otp_async_client(request: pytest.FixtureRequest) -> Iterator[AsyncOTPClient]:
     """An ``AsyncOTPClient`` wired to ``otp_mock``'s base URL and credentials.
 
     Use it in async tests (anyio, pytest-asyncio); it is closed after the test.
+    On a test marked ``@pytest.mark.engagelab_cassette`` it talks through the
+    cassette, like ``otp_client``.
     """
-    client = AsyncOTPClient(otp_mock.dev_key, otp_mock.dev_secret, base_url=otp_mock.base_url)
+    credentials = _client_credentials(request)
+    # -- cassettes: with real connections (recording), none may outlive the test's event
+    # loop, so none is kept alive; closing in a new loop below then has nothing to close.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    http = httpx.AsyncClient(timeout=10.0, limits=limits)
+    client = AsyncOTPClient(
+        credentials.dev_key, credentials.dev_secret, base_url=credentials.base_url, http_client=http
+    )
     yield client
-    asyncio.run(client.aclose())
+    asyncio.run(http.aclose())
+
+
+# -- cassettes ---------------------------------------------------------------------------------
+
+_CASSETTE_AND_MOCK = (
+    "pytest-engagelab: this test is marked @pytest.mark.engagelab_cassette and asks for otp_mock: "
+    "respx (otp_mock) and vcrpy (the cassette) both patch httpx's transport, so one would "
+    "silently answer the other's requests. Use otp_mock to test against the emulator, or the "
+    "cassette to replay what EngageLab answered, not both in one test."
+)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call":
+        item.stash[_CALL_REPORT_KEY] = report
+    if call.excinfo is not None and report.failed:
+        from pytest_engagelab.cassettes import CassetteMiss, miss_report
+
+        if call.excinfo.errisinstance(CassetteMiss):
+            report.longrepr = miss_report(call.excinfo, item.path)
+    active = item.stash.get(_ACTIVE_KEY, None)
+    if active is not None:  # real credentials may be about: keep them out of reports
+        from pytest_engagelab.cassettes import scrub_report
+
+        scrub_report(report, active.scrubber)
+    return report
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Recording: two tests on one cassette would overwrite each other; refuse at once."""
+    settings = config.stash[_CASSETTES_KEY]
+    if settings.records:
+        problem = shared_cassettes(settings.directory, config.rootpath, items)
+        if problem is not None:
+            raise pytest.UsageError(problem)
+
+
+def pytest_collection(session: pytest.Session) -> bool | None:
+    """Under ``--engagelab-check-drift``, the items are the recorded interactions."""
+    if not session.config.getoption("engagelab_check_drift", False):
+        return None
+    from pytest_engagelab._drift import collect_drift_items
+
+    items = collect_drift_items(session, session.config.stash[_CASSETTES_KEY].directory)
+    session.items = items
+    hook = session.config.hook
+    hook.pytest_collectreport(report=pytest.CollectReport("", "passed", None, list(items)))
+    hook.pytest_collection_modifyitems(session=session, config=session.config, items=items)
+    hook.pytest_collection_finish(session=session)
+    session.testscollected = len(items)
+    return True
+
+
+def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> ActiveCassette:
+    __tracebackhide__ = True
+    from pytest_engagelab._vcr import ActiveCassette
+
+    settings = request.config.stash[_CASSETTES_KEY]
+    node = request.node
+    rootdir = request.config.rootpath
+    problem = None
+    try:
+        path = cassette_path(settings.directory, rootdir, node.path, node.nodeid, marker)
+    except ValueError as error:
+        problem = str(error)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    try:
+        display = path.relative_to(rootdir).as_posix()
+    except ValueError:
+        display = str(path)
+    emulator = _marker_settings(node, request.config.stash[_SETTINGS_KEY])
+    base_url = os.environ.get("ENGAGELAB_BASE_URL", "").strip() or emulator.base_url
+    replay = Credentials(emulator.dev_key, emulator.dev_secret, base_url.rstrip("/"))
+    return ActiveCassette(
+        settings, path, nodeid=node.nodeid, replay_credentials=replay, display_path=display
+    )
+
+
+@pytest.fixture(autouse=True)
+def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassette | None]:
+    """The vcrpy cassette of a test marked ``@pytest.mark.engagelab_cassette``, else ``None``.
+
+    Active for the whole test: every httpx request (``otp_client``,
+    ``otp_async_client``, the code under test) is replayed from the cassette, or
+    recorded when ``--engagelab-record-mode`` allows it.  The cassette is written
+    (atomically, scrubbed) only when the test passes.  Its ``path``,
+    ``record_mode`` and ``credentials`` are there to read.
+    """
+    marker = request.node.get_closest_marker("engagelab_cassette")
+    if marker is None:
+        yield None
+        return
+    active = _cassette_for(request, marker)
+    request.node.stash[_ACTIVE_KEY] = active
+    problem = None
+    try:
+        active.start()
+    except Exception as error:  # an unreadable cassette: CassetteError names file and problem
+        problem = str(error)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    try:
+        yield active
+    finally:
+        passed = request.node.stash.get(_CALL_REPORT_KEY, None)
+        try:
+            active.stop(save=passed is not None and passed.passed)
+        except Exception as error:  # CassetteError: the file could not be written
+            problem = str(error)
+        if problem is not None:
+            pytest.fail(problem, pytrace=False)
+
+
+# -- end cassettes -----------------------------------------------------------------------------
+
+
+# -- loopback server -----------------------------------------------------------------------
+
+# Settings a test's marker cannot change on the shared server: its emulator was built with them.
+_SESSION_FIXED = ("dev_key", "dev_secret", "journal_limit")
+
+
+@pytest.fixture
+def otp_server(
+    request: pytest.FixtureRequest, engagelab_settings: EngageLabSettings
+) -> Iterator[OTPServer]:
+    """EngageLab's OTP API on a real HTTP socket, for clients that do not use httpx.
+
+    An ``OTPServer`` on ``127.0.0.1`` and a free port, for this test: give
+    ``otp_server.url`` (``http://127.0.0.1:PORT``), ``dev_key`` and ``dev_secret``
+    to the official SDK, ``requests``, urllib or a subprocess.  The same journal,
+    assertions, ``last_code``, injection, templates and clock as ``otp_mock``,
+    configured by the same ``@pytest.mark.engagelab(...)`` (``base_url`` aside);
+    an injected exception closes the connection without an answer.  An injected
+    failure that never fired fails the test at teardown.  For one server per
+    session, use ``otp_server_session``.
+    """
+    settings = _marker_settings(request.node, engagelab_settings)
+    with OTPServer(settings.build_emulator()) as server:
+        yield server
+    _check_all_fired(request, server, settings, "otp_server")
+
+
+@pytest.fixture(scope="session")
+def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
+    """One ``OTPServer`` for the whole session, reset before each test that uses it.
+
+    Session-scoped, so session fixtures (a service started once with its
+    ``url``) can use it.  Before every test that uses it, directly or through
+    another fixture, it forgets messages, codes, limits, injections and
+    templates and its clock starts over, as a fresh ``otp_server`` would; after
+    the test, injected failures that never fired fail it.  Built from the
+    ``engagelab_*`` ini options; ``@pytest.mark.engagelab(...)`` applies per test
+    except ``dev_key``, ``dev_secret`` and ``journal_limit`` (use ``otp_server``
+    for those).
+    """
+    settings = request.config.stash[_SETTINGS_KEY]
+    with OTPServer(settings.build_emulator()) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Reset ``otp_server_session`` before each test that uses it; check its injections after."""
+    if "otp_server_session" not in request.fixturenames:
+        yield
+        return
+    server: OTPServer = request.getfixturevalue("otp_server_session")
+    base = request.config.stash[_SETTINGS_KEY]
+    settings = _marker_settings(request.node, base)
+    fixed = [name for name in _SESSION_FIXED if getattr(settings, name) != getattr(base, name)]
+    if fixed:
+        pytest.fail(
+            f"@pytest.mark.engagelab({', '.join(fixed)}=...) cannot change otp_server_session, "
+            "which is shared by the whole session; use the otp_server fixture for this test, "
+            "or set it with the engagelab_* ini options",
+            pytrace=False,
+        )
+    emulator = server.emulator
+    emulator.strict_templates = settings.strict_templates
+    emulator.seed = settings.seed
+    emulator.key_status = settings.key_status
+    emulator.forbidden_endpoints = frozenset(settings.forbidden_endpoints)
+    emulator.rate_limit = settings.rate_limit
+    emulator.max_verify_attempts = settings.max_verify_attempts
+    server.reset()
+    yield
+    _check_all_fired(request, server, settings, "otp_server_session")
