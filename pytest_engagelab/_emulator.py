@@ -75,6 +75,7 @@ _E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _SNOWFLAKE_EPOCH_MS: Final = 1_288_834_974_657
 _JSON_HEADERS: Final = (("content-type", "application/json"),)
+_TEMPLATE_ID_MAX: Final = 128  # EngageLab's documented limit on template_id
 
 #: What a test can inject: a documented code, a ready answer, or an exception to raise.
 InjectedError = ErrorCode | httpx.Response | BaseException
@@ -179,7 +180,10 @@ class _Send:
 
 
 def _dumps(payload: Any) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # A lone surrogate parsed from a "\ud800" escape cannot be UTF-8 encoded; write it
+    # back as the same JSON escape instead of failing.
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8", errors="backslashreplace")
 
 
 def error_body(code: ErrorCode, message: str, status: int | None = None) -> EmulatorResponse:
@@ -526,6 +530,8 @@ class Emulator:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise _Reject(ErrorCode.INVALID_FORMAT, "the request body is not valid JSON") from None
+        except RecursionError:
+            raise _Reject(ErrorCode.INVALID_FORMAT, "the request body nests too deeply") from None
         if not isinstance(payload, dict):
             raise _Reject(ErrorCode.INVALID_FORMAT, "the request body must be a JSON object")
         return payload
@@ -549,6 +555,11 @@ class Emulator:
         if not isinstance(template, dict):
             raise _Reject(ErrorCode.INVALID_PARAMS, "template must be an object")
         template_id = _require_str(template, "id", prefix="template.")
+        if len(template_id) > _TEMPLATE_ID_MAX:
+            raise _Reject(
+                ErrorCode.INVALID_PARAMS,
+                f"template.id is longer than {_TEMPLATE_ID_MAX} characters",
+            )
         language = "default"
         if endpoint != "/v1/custom-messages" and template.get("language") is not None:
             language = template["language"]
@@ -655,7 +666,9 @@ class Emulator:
         message_id = self._next_id()
         first = template.strategy[0]
         for to in send.recipients:
-            code = send.code or send.params.get("code") or self._make_code(template)
+            # /v1/messages makes the code itself: a params.code there is only a variable.
+            code = send.code or (send.params.get("code") if custom else None)
+            code = code or self._make_code(template)
             failed: tuple[str, ...] = ()
             delivered = first
             falls_back = first == "whatsapp" and len(template.strategy) > 1
@@ -688,6 +701,7 @@ class Emulator:
     def _remember(self, message: SentMessage, verifiable: bool) -> None:
         self._issued[message.message_id] = _Issued(message, verifiable)
         self._trim(self._issued)
+        self._last_codes.pop(message.to, None)  # re-insert: the oldest entry is trimmed first
         self._last_codes[message.to] = message.code
         if self._issued_limit is not None and len(self._last_codes) > self._issued_limit:
             self._last_codes.pop(next(iter(self._last_codes)))
@@ -751,7 +765,9 @@ class Emulator:
                 f"too many wrong codes for message {message_id!r} "
                 f"({self.max_verify_attempts} allowed)",
             )
-        verified = hmac.compare_digest(verify_code.encode(), message.code.encode())
+        verified = hmac.compare_digest(
+            verify_code.encode("utf-8", "surrogatepass"), message.code.encode()
+        )
         if verified:
             issued.verified = True
         else:

@@ -153,7 +153,8 @@ def test_markers_lists_the_plugins_markers(pytester: pytest.Pytester) -> None:
         [
             "@pytest.mark.engagelab(*, dev_key=..., dev_secret=..., base_url=..., "
             "strict_templates=False, seed=None, journal_limit=10000, *): configure the "
-            "EngageLab emulator behind otp_mock, otp_client and otp_server for this test (keyword-only; *"
+            "EngageLab emulator behind otp_mock, otp_client and otp_server for this test "
+            "(keyword-only; *"
         ]
     )
     result.stdout.fnmatch_lines(
