@@ -441,7 +441,7 @@ class AtomicPersister:
         try:
             requests = [Request._from_dict(i["request"]) for i in data["interactions"]]
             responses = [compat.convert_to_bytes(i["response"]) for i in data["interactions"]]
-        except (KeyError, TypeError, AttributeError) as error:
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError) as error:
             raise CassetteError(
                 cassette_path, f"an interaction is missing a field or has a wrong type ({error!r})"
             ) from None

@@ -14,6 +14,30 @@ from pytest_engagelab._emulator import DEFAULT_BASE_URL, Emulator, Fault
 __all__ = ["OTPMock"]
 
 
+class _UnrecordedRouter(respx.MockRouter):
+    """A respx router that keeps no call history: the emulator's bounded journal is the
+    record, and respx's own list would keep every request and response of a long test.
+
+    Its one route never changes, so it takes no snapshots to roll back to either
+    (respx builds a ``unittest.mock`` object for each, on every start).
+    """
+
+    def record(
+        self,
+        request: httpx.Request,
+        *,
+        response: httpx.Response | None = None,
+        route: respx.Route | None = None,
+    ) -> None:
+        return None
+
+    def snapshot(self) -> None:
+        return None
+
+    def rollback(self) -> None:
+        return None
+
+
 class OTPMock(EmulatorControls):
     """EngageLab's OTP API, in-process, for every httpx client the code under test builds.
 
@@ -33,7 +57,7 @@ class OTPMock(EmulatorControls):
         self, emulator: Emulator | None = None, *, base_url: str = DEFAULT_BASE_URL
     ) -> None:
         super().__init__(emulator if emulator is not None else Emulator(), base_url)
-        self._router = respx.MockRouter(
+        self._router = _UnrecordedRouter(
             assert_all_called=False, assert_all_mocked=True, using="httpx"
         )
         self._router.route().mock(side_effect=self._answer)

@@ -299,7 +299,7 @@ class OTPServer(EmulatorControls):
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.host, self._port))
-            listener.listen(128)
+            listener.listen(socket.SOMAXCONN)
             listener.setblocking(False)
         except OSError:
             listener.close()

@@ -1,0 +1,104 @@
+"""Benchmark 5, memory: peak RSS of 100,000 sends through ``otp_mock`` in one test.
+
+Each case is its own pytest process running one generated test: it notes its
+resident set before the first send and its peak (``getrusage``) after the last.
+With the default ``journal_limit`` (10,000) the growth must not depend on how
+many messages were sent, so the default is measured at 20,000 and at 100,000
+sends; ``journal_limit=None`` (keep everything) is the contrast.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+from bench._common import Row, run_pytest, verdict, write_files
+
+#: Growth allowed between 20,000 and 100,000 sends with the default limit.
+SLACK_MB = 8.0
+
+_TEST = """
+import json
+import os
+import resource
+
+import httpx
+import pytest
+
+N = int(os.environ["BENCH_SENDS"])
+LIMIT = json.loads(os.environ["BENCH_LIMIT"])
+
+
+def _rss_mb():
+    with open("/proc/self/statm") as statm:
+        pages = int(statm.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_mb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def test_many_sends(request):
+    if LIMIT != "default":
+        request.applymarker(pytest.mark.engagelab(journal_limit=LIMIT))
+    otp_mock = request.getfixturevalue("otp_mock")
+    before = _rss_mb()
+    auth = (otp_mock.dev_key, otp_mock.dev_secret)
+    with httpx.Client(base_url=otp_mock.base_url, auth=auth) as client:
+        for i in range(N):
+            body = {"to": f"+6590{i:07d}", "template": {"id": "login"}}
+            response = client.post("/v1/messages", json=body)
+            assert response.status_code == 200, response.text
+    kept = len(otp_mock.sent)
+    assert kept == (N if LIMIT is None else min(N, 10_000 if LIMIT == "default" else LIMIT))
+    with open(os.environ["BENCH_OUT"], "w") as out:
+        json.dump({"before": before, "peak": _peak_mb(), "kept": kept}, out)
+"""
+
+
+def _case(root: Path, sends: int, limit: int | str | None) -> dict[str, float]:
+    out = root / f"memory-{sends}-{limit}.json"
+    run_pytest(
+        ["-q", "-p", "no:cacheprovider", "test_memory.py"],
+        root,
+        env={"BENCH_OUT": str(out), "BENCH_SENDS": str(sends), "BENCH_LIMIT": json.dumps(limit)},
+        expect="1 passed",
+    )
+    result: dict[str, float] = json.loads(out.read_text())
+    return result
+
+
+def measure(sends: int = 100_000) -> list[Row]:
+    """Peak RSS with the default journal limit (at 1/5 and all of ``sends``) and with none."""
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        root = Path(tmp)
+        write_files(root, {"test_memory.py": _TEST})
+        small = _case(root, sends // 5, "default")
+        default = _case(root, sends, "default")
+        unbounded = _case(root, sends, None)
+
+    def grown(case: dict[str, float]) -> float:
+        return case["peak"] - case["before"]
+
+    extra = grown(default) - grown(small)
+    return [
+        Row(
+            "5",
+            f"Memory: {sends:,} sends in one test, peak RSS (growth during the sends)",
+            f"default journal_limit=10,000: {default['peak']:.0f} MB (+{grown(default):.0f} MB; "
+            f"+{grown(small):.0f} MB at {sends // 5:,} sends)",
+            f"journal_limit=None (keep all): {unbounded['peak']:.0f} MB "
+            f"(+{grown(unbounded):.0f} MB)",
+            f"{default['peak'] / unbounded['peak']:.2f}x",
+            f"bounded: growth from {sends // 5:,} to {sends:,} sends < {SLACK_MB:.0f} MB",
+            f"{verdict(extra < SLACK_MB)} ({extra:+.1f} MB)",
+        )
+    ]
+
+
+if __name__ == "__main__":
+    from bench._common import table
+
+    print(table(measure()))

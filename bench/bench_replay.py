@@ -1,0 +1,204 @@
+"""Benchmark 4, replay: one cassette of 1,000 recorded interactions, replayed through the
+plugin's ``@pytest.mark.engagelab_cassette`` and through pytest-recording's
+``@pytest.mark.vcr``.
+
+The cassette is recorded for real, once, by the plugin (``--engagelab-record-mode=once``)
+against a loopback ``OTPServer`` standing in for EngageLab: 1,000 ``POST
+/v1/messages`` to different recipients.  Each replay then gets its own copy of
+it and runs offline (server stopped, no credentials), in one pytest process:
+one test per (repetition, contender), alternating, the first repetition
+discarded as warm-up.  A test's time is its whole run (setup loads the
+cassette, the call replays 1,000 requests from the same ``httpx.Client``,
+teardown unpatches), measured by a ``pytest_runtest_protocol`` wrapper.
+
+The code under test is the same for both; each tool replays with its own
+defaults (the plugin matches method, path and JSON body; pytest-recording
+vcrpy's default: method, scheme, host, port, path and query).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from bench._common import (
+    Row,
+    alternate,
+    median,
+    milli,
+    ratio,
+    run_pytest,
+    verdict,
+    write_files,
+)
+
+CONTENDERS = ("engagelab_cassette", "pytest-recording")
+KEY = "bench-live-key-3c9e1a"
+SECRET = "bench-live-secret-Vb72Qe"
+
+_SEND = """
+import os
+
+import httpx
+
+URL = os.environ["BENCH_URL"] + "/v1/messages"
+N = int(os.environ["BENCH_N"])
+
+
+def send_all(auth):
+    with httpx.Client(auth=auth) as client:
+        for i in range(N):
+            body = {"to": f"+6590{i:07d}", "template": {"id": "login", "language": "en"}}
+            answer = client.post(URL, json=body)
+            assert answer.status_code == 200, answer.text
+"""
+
+_RECORD = """
+import pytest
+
+from send import send_all
+
+
+@pytest.mark.engagelab_cassette("recorded")
+def test_record(engagelab_cassette):
+    credentials = engagelab_cassette.credentials
+    send_all((credentials.dev_key, credentials.dev_secret))
+"""
+
+_REPLAY = """
+import pytest
+
+from send import send_all
+
+ORDER = {order!r}
+
+
+def _param(rep, contender):
+    if contender == "engagelab_cassette":
+        mark = pytest.mark.engagelab_cassette(f"replay/engagelab-{{rep}}")
+    else:
+        mark = [pytest.mark.vcr, pytest.mark.default_cassette(f"pytest-recording-{{rep}}.yaml")]
+    return pytest.param(rep, contender, marks=mark, id=f"{{rep}}-{{contender}}")
+
+
+@pytest.mark.parametrize(("rep", "contender"), [_param(r, c) for r, c in ORDER])
+def test_replay(rep, contender, request):
+    if contender == "engagelab_cassette":
+        credentials = request.getfixturevalue("engagelab_cassette").credentials
+        send_all((credentials.dev_key, credentials.dev_secret))
+    else:
+        send_all(("test-dev-key", "test-dev-secret"))
+"""
+
+_CONFTEST = """
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def vcr_cassette_dir():
+    return str(Path(__file__).parent / "cassettes" / "replay")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    start = time.perf_counter()
+    try:
+        return (yield)
+    finally:
+        if "BENCH_OUT" in os.environ and hasattr(item, "callspec"):
+            elapsed = time.perf_counter() - start
+            record = dict(item.callspec.params, seconds=elapsed)
+            with open(os.environ["BENCH_OUT"], "a", encoding="utf-8") as out:
+                out.write(json.dumps(record) + "\\n")
+"""
+
+
+def _record(root: Path, interactions: int) -> Path:
+    from pytest_engagelab._emulator import Emulator
+    from pytest_engagelab.cassettes import read_cassette
+    from pytest_engagelab.server import OTPServer
+
+    with OTPServer(Emulator(dev_key=KEY, dev_secret=SECRET, rate_limit=False)) as live:
+        env = {
+            "ENGAGELAB_DEV_KEY": KEY,
+            "ENGAGELAB_DEV_SECRET": SECRET,
+            "ENGAGELAB_BASE_URL": live.url,
+            "BENCH_URL": live.url,
+            "BENCH_N": str(interactions),
+        }
+        args = ["-q", "-p", "no:cacheprovider", "--engagelab-record-mode=once", "test_record.py"]
+        run_pytest(args, root, env=env, expect="1 passed")
+        url = live.url
+    recorded = root / "cassettes" / "recorded.yaml"
+    found = len(read_cassette(recorded)["interactions"])
+    if found != interactions:
+        raise RuntimeError(f"{recorded}: recorded {found} interactions, not {interactions}")
+    if KEY in recorded.read_text() or SECRET in recorded.read_text():
+        raise RuntimeError(f"{recorded}: the recording credentials were written")
+    (root / "bench_url").write_text(url)
+    return recorded
+
+
+def measure(interactions: int = 1_000, reps: int = 5) -> list[Row]:
+    """Median time of a test replaying ``interactions`` requests, for each contender."""
+    order = alternate(CONTENDERS, reps + 1)  # rep 0 is a warm-up
+    with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
+        root = Path(tmp)
+        write_files(
+            root,
+            {
+                "pytest.ini": "[pytest]\n",
+                "send.py": _SEND,
+                "conftest.py": _CONFTEST,
+                "test_record.py": _RECORD,
+                "test_replay.py": _REPLAY.format(order=order),
+            },
+        )
+        recorded = _record(root, interactions)
+        copies = root / "cassettes" / "replay"
+        copies.mkdir()
+        for rep, contender in order:
+            shutil.copyfile(recorded, copies / f"{contender.replace('_cassette', '')}-{rep}.yaml")
+        out = root / "times.jsonl"
+        env = {
+            "BENCH_OUT": str(out),
+            "BENCH_URL": (root / "bench_url").read_text(),
+            "BENCH_N": str(interactions),
+        }
+        run_pytest(
+            ["-q", "-p", "no:cacheprovider", "test_replay.py"],
+            root,
+            env=env,
+            expect=f"{len(order)} passed",
+        )
+        times: dict[str, list[float]] = {name: [] for name in CONTENDERS}
+        for line in out.read_text().splitlines():
+            record = json.loads(line)
+            if record["rep"] > 0:
+                times[record["contender"]].append(record["seconds"])
+    ours, theirs = median(times["engagelab_cassette"]), median(times["pytest-recording"])
+    return [
+        Row(
+            "4",
+            f"Replay: one cassette of {interactions:,} recorded interactions, whole test, "
+            f"median of {reps}",
+            f"`engagelab_cassette` {milli(ours)}",
+            f"pytest-recording `vcr` {milli(theirs)}",
+            ratio(ours, theirs),
+            "no slower than pytest-recording",
+            verdict(ours <= theirs),
+        )
+    ]
+
+
+if __name__ == "__main__":
+    from bench._common import table
+
+    print(table(measure()))

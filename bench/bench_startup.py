@@ -1,0 +1,90 @@
+"""Benchmark 3, start-up: ``pytest --collect-only -q`` on a small suite (3 modules of
+10 tests that do not use the plugin) with pytest-engagelab loaded against
+``-p no:engagelab``, alternating, many repetitions; the row is the difference of
+the medians.
+
+A second row measures the plugin alone: with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``
+and ``-p pytest_engagelab.plugin`` against nothing, so the cost includes
+importing httpx and respx, which other installed plugins (respx's, pytest-httpx's)
+otherwise import anyway.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import partial
+from pathlib import Path
+
+from bench._common import (
+    Row,
+    Timing,
+    medians,
+    milli,
+    run_pytest,
+    timed_alternation,
+    verdict,
+    write_files,
+)
+
+TARGET_MS = 20.0
+_MODULE = "\n".join(f"def test_{n}():\n    assert {n} + 1 > {n}\n" for n in range(10))
+
+
+def _pair(
+    root: Path, reps: int, loaded: list[str], unloaded: list[str], env: dict[str, str]
+) -> tuple[Timing, Timing]:
+    base = ["--collect-only", "-q", "-p", "no:cacheprovider"]
+
+    def run(extra: list[str]) -> Timing:
+        return run_pytest([*base, *extra], root, env=env, expect="30 tests collected")
+
+    run(loaded)  # unmeasured: compile and cache
+    run(unloaded)
+    runs = timed_alternation(
+        {"with": partial(run, loaded), "without": partial(run, unloaded)}, reps
+    )
+    return medians(runs["with"]), medians(runs["without"])
+
+
+def measure(reps: int = 21) -> list[Row]:
+    """Two rows: the plugin among the installed ones, and the plugin alone."""
+    with tempfile.TemporaryDirectory(prefix="bench-startup-") as tmp:
+        root = Path(tmp)
+        write_files(root, {f"test_small_{m}.py": _MODULE for m in range(3)})
+        among = _pair(root, reps, [], ["-p", "no:engagelab"], {})
+        alone = _pair(
+            root,
+            reps,
+            ["-p", "pytest_engagelab.plugin"],
+            [],
+            {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
+        )
+    rows = []
+    for label, (loaded, unloaded), without, target in (
+        ("all installed plugins", among, "`-p no:engagelab`", f"< {TARGET_MS:.0f} ms added"),
+        (
+            "this plugin alone",
+            alone,
+            "autoload off, no plugin",
+            "(context: includes importing httpx, respx)",
+        ),
+    ):
+        added, added_wall = loaded.cpu - unloaded.cpu, loaded.wall - unloaded.wall
+        rows.append(
+            Row(
+                "3",
+                f"Start-up: `--collect-only` of 30 tests, {label}, median of {reps}",
+                f"loaded: +{milli(added)} CPU (+{milli(added_wall)} wall)",
+                f"{without}: {milli(unloaded.cpu)} CPU ({milli(unloaded.wall)} wall)",
+                f"{loaded.cpu / unloaded.cpu:.2f}x CPU",
+                target,
+                verdict(added * 1e3 < TARGET_MS) if target.startswith("<") else "-",
+            )
+        )
+    return rows
+
+
+if __name__ == "__main__":
+    from bench._common import table
+
+    print(table(measure()))
