@@ -1,10 +1,47 @@
-"""Shared test configuration: pytester for plugin tests; deep fuzzing only on request."""
+"""Shared test configuration: pytester for plugin tests; deep fuzzing only on request;
+and a last check that no file the suite wrote holds a credential it recorded with."""
 
 from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Iterator
 
 import pytest
 
 pytest_plugins = ["pytester"]
+
+#: Every form of every credential a test recorded cassettes with (see recording_with).
+_RECORDED_WITH: set[str] = set()
+
+
+@pytest.fixture
+def recording_with() -> Callable[[str, str], None]:
+    """Note credentials a test records with: the session ends by scanning for them."""
+
+    def register(dev_key: str, dev_secret: str) -> None:
+        pair = f"{dev_key}:{dev_secret}"
+        forms = {dev_key, dev_secret, pair, base64.b64encode(pair.encode()).decode()}
+        _RECORDED_WITH.update(forms)
+
+    return register
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_recorded_secret_in_any_written_file(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[None]:
+    """After the session: search every file the suite wrote (cassettes, logs, leftovers)."""
+    yield
+    if not _RECORDED_WITH:
+        return
+    hits = []
+    for path in tmp_path_factory.getbasetemp().rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            hits.extend(
+                f"{path}: {form[:4]}..." for form in sorted(_RECORDED_WITH) if form.encode() in data
+            )
+    assert not hits, "recorded credentials were written to disk:\n" + "\n".join(hits)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,11 @@ def _quick_inner_runs(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OTPServer]:
+def server(
+    monkeypatch: pytest.MonkeyPatch, recording_with: Callable[[str, str], None]
+) -> Iterator[OTPServer]:
     """The "real endpoint": an OTPServer with the recording credentials, pointed to by env."""
+    recording_with(KEY, SECRET)
     with OTPServer(Emulator(dev_key=KEY, dev_secret=SECRET, rate_limit=False)) as live:
         monkeypatch.setenv("ENGAGELAB_DEV_KEY", KEY)
         monkeypatch.setenv("ENGAGELAB_DEV_SECRET", SECRET)
