@@ -21,6 +21,7 @@ a cassette pays for it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -30,9 +31,10 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pytest_engagelab._drift import DriftReport, InteractionDrift, check_drift
+if TYPE_CHECKING:
+    from pytest_engagelab._drift import DriftReport, InteractionDrift, check_drift
 
 __all__ = [
     "AUTHORIZATION_PLACEHOLDER",
@@ -58,6 +60,21 @@ __all__ = [
     "redact_recipients",
     "write_atomically",
 ]
+
+_DRIFT_NAMES: Final = frozenset({"DriftReport", "InteractionDrift", "check_drift"})
+
+
+def __getattr__(name: str) -> Any:
+    """The drift checker (and the emulator it runs) is imported on first use, not when
+    pytest loads the plugin."""
+    if name in _DRIFT_NAMES:
+        from pytest_engagelab import _drift
+
+        value = getattr(_drift, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: The record modes ``--engagelab-record-mode`` accepts; ``none`` (replay only) is the default.
 RECORD_MODES: Final = ("none", "once", "new_episodes", "all", "rewrite")
@@ -298,8 +315,7 @@ def _escaped_forms(value: str) -> set[str]:
 # -- matching ---------------------------------------------------------------------------------
 
 
-def _body_text(request: Any) -> str:
-    body = request.body
+def _body_text(body: Any) -> str:
     if body is None:
         return ""
     if isinstance(body, bytes):
@@ -314,12 +330,30 @@ def _as_json(text: str) -> tuple[bool, Any]:
         return False, None
 
 
+@functools.lru_cache(maxsize=8192)
+def _parsed_cached(body: bytes | str | None) -> tuple[str, bool, Any]:
+    text = _body_text(body)
+    return (text, *_as_json(text))
+
+
+def _parsed(body: Any) -> tuple[str, bool, Any]:
+    """The body as text, whether it is JSON, and its data.  vcrpy compares each request with
+    every unplayed interaction, so each recorded body is parsed once, not once per
+    comparison (the data is only compared, never changed)."""
+    if body is None or isinstance(body, bytes | str):
+        return _parsed_cached(body)
+    text = _body_text(body)
+    return (text, *_as_json(text))
+
+
 def json_body(r1: Any, r2: Any) -> None:
     """vcrpy matcher: the bodies are the same JSON data (key order and spacing do not
     matter), or, when either is not JSON, the same bytes.  Raises ``AssertionError``."""
-    text1, text2 = _body_text(r1), _body_text(r2)
-    ok1, data1 = _as_json(text1)
-    ok2, data2 = _as_json(text2)
+    body1, body2 = r1.body, r2.body
+    if type(body1) is type(body2) and body1 == body2:  # the same bytes: the same data
+        return
+    text1, ok1, data1 = _parsed(body1)
+    text2, ok2, data2 = _parsed(body2)
     same = data1 == data2 if ok1 and ok2 else text1 == text2
     if not same:
         raise AssertionError(f"{_short(text1)} != {_short(text2)}")
