@@ -8,13 +8,15 @@ failure injection, templates and the clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final, Literal, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict, Unpack
 
-from pytest_engagelab import _callback_delivery
+from pytest_engagelab._defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab._emulator import Emulator, InjectedError, Injection
 from pytest_engagelab._journal import SentMessage
 from pytest_engagelab._templates import Template
-from pytest_engagelab.callbacks import DEFAULT_BUSINESS_ID, CallbackDelivery
+
+if TYPE_CHECKING:  # callback delivery is imported by the first test that uses it
+    from pytest_engagelab.callbacks import CallbackDelivery
 
 __all__ = ["EmulatorControls", "MessageCriteria"]
 
@@ -172,6 +174,8 @@ class EmulatorControls:
     def reset(self) -> None:
         """Forget everything sent, templates, limits, injections and queued callbacks."""
         self.emulator.reset()
+        from pytest_engagelab import _callback_delivery
+
         _callback_delivery.dispatcher_for(self.emulator).clear()
 
     def unfired_report(self) -> str | None:
@@ -215,6 +219,8 @@ class EmulatorControls:
         is in seconds.  ``timestamps="emulator"`` signs with the emulator's clock
         instead of the wall clock.
         """
+        from pytest_engagelab import _callback_delivery
+
         _callback_delivery.configure(
             self.emulator,
             url=url,
@@ -233,6 +239,8 @@ class EmulatorControls:
     @property
     def pending_callbacks(self) -> list[dict[str, Any]]:
         """The callback rows queued and not yet delivered, oldest first (a copy)."""
+        from pytest_engagelab import _callback_delivery
+
         return _callback_delivery.dispatcher_for(self.emulator).pending
 
     def deliver_callbacks(self, *, raise_on_error: bool = True) -> list[CallbackDelivery]:
@@ -244,6 +252,8 @@ class EmulatorControls:
         In an async test with an ASGI app, use :meth:`adeliver_callbacks`.
         """
         __tracebackhide__ = True
+        from pytest_engagelab import _callback_delivery
+
         return _callback_delivery.dispatcher_for(self.emulator).deliver(
             raise_on_error=raise_on_error
         )
@@ -251,5 +261,7 @@ class EmulatorControls:
     async def adeliver_callbacks(self, *, raise_on_error: bool = True) -> list[CallbackDelivery]:
         """:meth:`deliver_callbacks` for async tests."""
         __tracebackhide__ = True
+        from pytest_engagelab import _callback_delivery
+
         dispatcher = _callback_delivery.dispatcher_for(self.emulator)
         return await dispatcher.adeliver(raise_on_error=raise_on_error)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from pytest_engagelab._emulator import (
+from pytest_engagelab._defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_DEV_KEY,
     DEFAULT_DEV_SECRET,
-    Emulator,
     KeyStatus,
 )
+
+if TYPE_CHECKING:  # the emulator is imported when the first one is built
+    from pytest_engagelab._emulator import Emulator
 
 __all__ = ["INI_OPTIONS", "EngageLabSettings", "SettingsError"]
 
@@ -46,6 +48,8 @@ class EngageLabSettings:
 
     def build_emulator(self) -> Emulator:
         """A fresh emulator with these settings."""
+        from pytest_engagelab._emulator import Emulator
+
         return Emulator(
             dev_key=self.dev_key,
             dev_secret=self.dev_secret,

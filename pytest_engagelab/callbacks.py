@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, get_args
 
+from pytest_engagelab._defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab._emulator import EmulatorEvent
 from pytest_engagelab._journal import SentMessage
 from pytest_engagelab.errors import ErrorCode
@@ -81,9 +82,6 @@ CALLBACK_HEADER: Final = "X-CALLBACK-ID"
 URL_CHECK_TIMEOUT: Final = 3.0
 #: The ``server`` field of every row.
 SERVER: Final = "otp"
-#: The ``business_id`` the emulator puts in its rows unless told otherwise (a made-up,
-#: snowflake-shaped id; EngageLab's are 19-digit decimal strings).
-DEFAULT_BUSINESS_ID: Final = "1000000000000000001"
 #: What ``billing.cost`` (USD) says per channel on a ``sent`` row.  EngageLab documents
 #: no prices: these are made-up placeholders; pass ``prices=`` to change them.
 DEFAULT_PRICES: Final[Mapping[str, float]] = MappingProxyType(

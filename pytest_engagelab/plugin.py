@@ -6,15 +6,12 @@ for it.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
-from pytest_engagelab._controls import EmulatorControls
 from pytest_engagelab._settings import (
     INI_OPTIONS,
     MARKER_KEYWORDS,
@@ -30,9 +27,14 @@ from pytest_engagelab.cassettes import (  # -- cassettes --
     cassette_settings,
     shared_cassettes,
 )
-from pytest_engagelab.client import AsyncOTPClient, OTPClient
-from pytest_engagelab.mock import OTPMock
-from pytest_engagelab.server import OTPServer  # loopback server
+
+# -- start-up cost: the emulator, its doors and the clients (with httpx, respx, asyncio) are
+# imported by the fixtures that use them, not when pytest loads the plugin (bench row 3).
+if TYPE_CHECKING:
+    from pytest_engagelab._controls import EmulatorControls
+    from pytest_engagelab.client import AsyncOTPClient, OTPClient
+    from pytest_engagelab.mock import OTPMock
+    from pytest_engagelab.server import OTPServer  # loopback server
 
 # -- cassettes ---------------------------------------------------------------------------------
 if TYPE_CHECKING:
@@ -205,6 +207,8 @@ def otp_mock(
     """
     if request.node.get_closest_marker("engagelab_cassette") is not None:  # -- cassettes --
         pytest.fail(_CASSETTE_AND_MOCK, pytrace=False)
+    from pytest_engagelab.mock import OTPMock
+
     settings = _marker_settings(request.node, engagelab_settings)
     mock = OTPMock(settings.build_emulator(), base_url=settings.base_url)
     with mock:
@@ -250,6 +254,8 @@ def otp_client(request: pytest.FixtureRequest) -> Iterator[OTPClient]:
     ``ENGAGELAB_DEV_KEY``/``ENGAGELAB_DEV_SECRET`` when recording, with the
     emulator's placeholder credentials when replaying.
     """
+    from pytest_engagelab.client import OTPClient
+
     credentials = _client_credentials(request)
     with OTPClient(
         credentials.dev_key, credentials.dev_secret, base_url=credentials.base_url
@@ -265,6 +271,12 @@ def otp_async_client(request: pytest.FixtureRequest) -> Iterator[AsyncOTPClient]
     On a test marked ``@pytest.mark.engagelab_cassette`` it talks through the
     cassette, like ``otp_client``.
     """
+    import asyncio
+
+    import httpx
+
+    from pytest_engagelab.client import AsyncOTPClient
+
     credentials = _client_credentials(request)
     # -- cassettes: with real connections (recording), none may outlive the test's event
     # loop, so none is kept alive; closing in a new loop below then has nothing to close.
@@ -417,6 +429,8 @@ def otp_server(
     failure that never fired fails the test at teardown.  For one server per
     session, use ``otp_server_session``.
     """
+    from pytest_engagelab.server import OTPServer
+
     settings = _marker_settings(request.node, engagelab_settings)
     with OTPServer(settings.build_emulator()) as server:
         yield server
@@ -436,6 +450,8 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
     except ``dev_key``, ``dev_secret`` and ``journal_limit`` (use ``otp_server``
     for those).
     """
+    from pytest_engagelab.server import OTPServer
+
     settings = request.config.stash[_SETTINGS_KEY]
     with OTPServer(settings.build_emulator()) as server:
         yield server

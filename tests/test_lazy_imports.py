@@ -1,0 +1,67 @@
+"""Start-up cost: loading the plugin imports only what its hooks need; the public API
+is imported on first access (PEP 562) and still reads like plain attributes."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import pytest_engagelab
+from pytest_engagelab import _drift, cassettes
+
+HEAVY = (
+    "httpx",
+    "respx",
+    "vcr",
+    "pytest_engagelab._emulator",
+    "pytest_engagelab._controls",
+    "pytest_engagelab._drift",
+    "pytest_engagelab.client",
+    "pytest_engagelab.mock",
+    "pytest_engagelab.server",
+)
+
+
+def test_loading_the_plugin_imports_none_of_the_heavy_modules() -> None:
+    script = (
+        "import sys, pytest_engagelab.plugin\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", sorted(pytest_engagelab.__all__))
+def test_every_public_name_resolves_to_the_object_of_its_module(name: str) -> None:
+    value = getattr(pytest_engagelab, name)  # AttributeError if the lazy table misses it
+    if callable(value):  # a class or function: the very object its module defines
+        assert getattr(importlib.import_module(value.__module__), name) is value
+    else:
+        assert isinstance(value, str)
+        assert value
+
+
+def test_from_import_and_attribute_access_give_the_same_class() -> None:
+    from pytest_engagelab import OTPMock
+    from pytest_engagelab.mock import OTPMock as Direct
+
+    assert OTPMock is Direct is pytest_engagelab.OTPMock
+
+
+def test_dir_lists_the_public_api_and_unknown_names_raise() -> None:
+    assert set(pytest_engagelab.__all__) <= set(dir(pytest_engagelab))
+    with pytest.raises(AttributeError, match="no attribute 'NotThere'"):
+        pytest_engagelab.NotThere  # noqa: B018
+
+
+def test_the_drift_names_of_cassettes_are_imported_on_first_use() -> None:
+    assert cassettes.check_drift is _drift.check_drift
+    assert cassettes.DriftReport is _drift.DriftReport
+    assert cassettes.InteractionDrift is _drift.InteractionDrift
+    with pytest.raises(AttributeError):
+        cassettes.not_a_name  # noqa: B018
