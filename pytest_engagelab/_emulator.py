@@ -43,6 +43,12 @@ from typing import Any, Final, Literal
 import httpx
 
 from pytest_engagelab._clock import SEEDED_EPOCH, Clock
+from pytest_engagelab._defaults import (
+    DEFAULT_BASE_URL,
+    DEFAULT_DEV_KEY,
+    DEFAULT_DEV_SECRET,
+    KeyStatus,
+)
 from pytest_engagelab._journal import Journal, SentMessage
 from pytest_engagelab._templates import (
     Template,
@@ -66,9 +72,6 @@ __all__ = [
     "Injection",
 ]
 
-DEFAULT_BASE_URL: Final = "https://otp.api.engagelab.cc"
-DEFAULT_DEV_KEY: Final = "test-dev-key"
-DEFAULT_DEV_SECRET: Final = "test-dev-secret"
 LANGUAGES: Final = frozenset({"default", "zh_CN", "zh_HK", "en", "ja", "th", "es"})
 _LANGUAGE_LIST: Final = ", ".join(sorted(LANGUAGES))
 _E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -76,10 +79,10 @@ _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _SNOWFLAKE_EPOCH_MS: Final = 1_288_834_974_657
 _JSON_HEADERS: Final = (("content-type", "application/json"),)
 _TEMPLATE_ID_MAX: Final = 128  # EngageLab's documented limit on template_id
+_UNSEEDED: Final = random.Random()
 
 #: What a test can inject: a documented code, a ready answer, or an exception to raise.
 InjectedError = ErrorCode | httpx.Response | BaseException
-KeyStatus = Literal["active", "expired", "disabled"]
 
 
 @dataclass(frozen=True)
@@ -271,7 +274,9 @@ class Emulator:
     # -- state -----------------------------------------------------------------------
 
     def _reset_state(self) -> None:
-        self._rng = random.Random(self.seed)
+        # Seeding a generator from the OS costs more than the rest of an emulator: unseeded
+        # emulators draw from one generator, seeded ones each get their own sequence.
+        self._rng = random.Random(self.seed) if self.seed is not None else _UNSEEDED
         self._worker = self._rng.getrandbits(10)
         self._last_id = 0
         self._templates: dict[str, Template] = {}

@@ -280,6 +280,40 @@ def test_two_mocks_for_two_base_urls_each_answer_their_own(server: str) -> None:
     assert (len(first.sent), len(second.sent)) == (1, 1)
 
 
+def test_mocks_stopped_out_of_order_leave_the_others_answering(server: str) -> None:
+    before = patched_methods()
+    first, second = OTPMock(), OTPMock(base_url=server)
+    first.start()
+    second.start()
+    first.stop()  # the first started stops first: the second still answers
+    assert patched_methods() != before
+    answer = httpx.post(f"{server}/v1/messages", json=MESSAGE, headers=auth(second))
+    assert answer.status_code == 200
+    second.stop()
+    assert patched_methods() == before
+    assert httpx.get(f"{server}/x").text.startswith("real server")
+    assert (len(first.sent), len(second.sent)) == (0, 1)
+
+
+def test_a_respx_router_outliving_the_mock_keeps_working_then_unpatches(server: str) -> None:
+    before = patched_methods()
+    mock = OTPMock(base_url=server)
+    mock.start()  # patches httpx first
+    router = respx.mock(assert_all_called=False)
+    router.start()
+    router.get("https://api.other.example/users").respond(200, json=["cy"])
+    mock.stop()  # respx's router still needs the patch
+    try:
+        assert httpx.get("https://api.other.example/users").json() == ["cy"]
+        with pytest.raises(respx.models.AllMockedAssertionError):
+            httpx.post(f"{server}/v1/messages", json=MESSAGE, headers=auth(mock))
+    finally:
+        router.stop()
+    assert patched_methods() == before
+    assert httpx.get(f"{server}/x").text.startswith("real server")
+    assert len(mock.sent) == 0
+
+
 def test_repr_names_the_base_url_and_never_the_secret() -> None:
     mock = OTPMock(Emulator(dev_secret="hush-hush-secret"))
     assert repr(mock) == (
