@@ -4,9 +4,9 @@
 the medians.
 
 A second row measures the plugin alone: with ``PYTEST_DISABLE_PLUGIN_AUTOLOAD=1``
-and ``-p pytest_engagelab.plugin`` against nothing, so the cost includes
-importing httpx and respx, which other installed plugins (respx's, pytest-httpx's)
-otherwise import anyway.
+and ``-p pytest_engagelab.plugin`` against nothing.  Loading the plugin imports
+its hooks, options and settings only; httpx, respx, the emulator and its doors
+are imported by the first fixture that needs them.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def measure(reps: int = 21) -> list[Row]:
             "this plugin alone",
             alone,
             "autoload off, no plugin",
-            "(context: includes importing httpx, respx)",
+            "(context: httpx, respx imported later, by the fixtures)",
         ),
     ):
         added, added_wall = loaded.cpu - unloaded.cpu, loaded.wall - unloaded.wall
