@@ -8,7 +8,8 @@ failure injection, templates and the clock.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final, Literal, TypedDict, Unpack
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, Unpack
 
 from pytest_engagelab._defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab._emulator import Emulator, InjectedError, Injection
@@ -40,6 +41,26 @@ class EmulatorControls:
     def __init__(self, emulator: Emulator, base_url: str) -> None:
         self.emulator = emulator
         self.base_url = base_url.rstrip("/")
+
+    def start(self) -> None:
+        """Start answering requests (each door says how)."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop answering requests and release what :meth:`start` took."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
     @property
     def dev_key(self) -> str:

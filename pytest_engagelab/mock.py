@@ -6,7 +6,6 @@ import functools
 import pkgutil
 import threading
 from collections.abc import Callable
-from types import TracebackType
 from typing import Final
 
 import httpx
@@ -217,18 +216,6 @@ class OTPMock(EmulatorControls):
         if self._started:
             _DOORS.remove(self)
             self._started = False
-
-    def __enter__(self) -> OTPMock:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _path_if_ours(self, url: httpx.URL) -> str | None:
         if (url.scheme, url.host, url.port) != self._origin:

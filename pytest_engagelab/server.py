@@ -41,7 +41,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, Final
 from urllib.parse import parse_qs
 
@@ -337,18 +336,6 @@ class OTPServer(EmulatorControls):
         for _conn, thread in connections:
             thread.join()
         self._acceptor = self._listener = self._waker = None
-
-    def __enter__(self) -> OTPServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget everything sent, templates, limits and injections, and rewind the
