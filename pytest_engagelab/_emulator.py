@@ -150,6 +150,17 @@ class Injection:
         return f"fail_next({what}, times={self.times}{where}) (fired {self.fired} of {self.times})"
 
 
+@dataclass(frozen=True)
+class _Incoming:
+    """One request as a route handler sees it."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]
+    body: bytes
+    request: httpx.Request | None
+
+
 @dataclass
 class _Issued:
     message: SentMessage
@@ -461,7 +472,7 @@ class Emulator:
                 if injection is not None:
                     return self._fire(injection)
                 self._authenticate(headers, route[0])
-                return route[1](method, path, headers, body, request)
+                return route[1](_Incoming(method, path, headers, body, request))
             except _Reject as reject:
                 return error_body(reject.code, reject.message, reject.status)
             except Exception as bug:  # never a traceback on the wire
@@ -473,9 +484,7 @@ class Emulator:
 
     # -- routing -----------------------------------------------------------------------
 
-    _Handler = Callable[
-        [str, str, Mapping[str, str], bytes, "httpx.Request | None"], EmulatorResponse | Fault
-    ]
+    _Handler = Callable[[_Incoming], EmulatorResponse | Fault]
 
     def _route(self, method: str, path: str) -> tuple[str, Emulator._Handler]:
         posts: dict[str, Emulator._Handler] = {
@@ -524,8 +533,9 @@ class Emulator:
             raise _Reject(ErrorCode.PERMISSION_DENIED, f"no permission to call {endpoint}")
 
     @staticmethod
-    def _json_object(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
-        content_type = headers.get("content-type", "")
+    def _json_object(incoming: _Incoming) -> dict[str, Any]:
+        body = incoming.body
+        content_type = incoming.headers.get("content-type", "")
         if "json" not in content_type.lower():
             raise _Reject(
                 ErrorCode.INVALID_FORMAT,
@@ -623,15 +633,9 @@ class Emulator:
             return error_body(code, code.default_message), code
         return None
 
-    def _post_send(
-        self,
-        method: str,
-        endpoint: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        request: httpx.Request | None,
-    ) -> EmulatorResponse | Fault:
-        send = self._parse_send(endpoint, self._json_object(headers, body))
+    def _post_send(self, incoming: _Incoming) -> EmulatorResponse | Fault:
+        endpoint, request = incoming.path, incoming.request
+        send = self._parse_send(endpoint, self._json_object(incoming))
         template = self._template(send.template_id)
         custom = endpoint == "/v1/custom-messages"
         if custom and template.verification and "code" not in send.params:
@@ -734,15 +738,8 @@ class Emulator:
 
     # -- verification ----------------------------------------------------------------
 
-    def _post_verification(
-        self,
-        method: str,
-        endpoint: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        request: httpx.Request | None,
-    ) -> EmulatorResponse:
-        payload = self._json_object(headers, body)
+    def _post_verification(self, incoming: _Incoming) -> EmulatorResponse:
+        payload = self._json_object(incoming)
         message_id = _require_str(payload, "message_id")
         verify_code = _require_str(payload, "verify_code")
         issued = self._issued.get(message_id)
@@ -784,15 +781,8 @@ class Emulator:
 
     # -- template configs --------------------------------------------------------------
 
-    def _post_template_config(
-        self,
-        method: str,
-        endpoint: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        request: httpx.Request | None,
-    ) -> EmulatorResponse:
-        payload = self._json_object(headers, body)
+    def _post_template_config(self, incoming: _Incoming) -> EmulatorResponse:
+        payload = self._json_object(incoming)
         try:
             template = template_from_config(payload)
         except TemplateConfigError as error:
@@ -804,29 +794,15 @@ class Emulator:
         self._templates[template.template_id] = template
         return EmulatorResponse(200, _dumps({"code": 0, "message": "success"}))
 
-    def _list_template_configs(
-        self,
-        method: str,
-        endpoint: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        request: httpx.Request | None,
-    ) -> EmulatorResponse:
+    def _list_template_configs(self, incoming: _Incoming) -> EmulatorResponse:
         return EmulatorResponse(200, _dumps([t.summary() for t in self._templates.values()]))
 
-    def _template_config_item(
-        self,
-        method: str,
-        path: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        request: httpx.Request | None,
-    ) -> EmulatorResponse:
-        template_id = path.rsplit("/", 1)[1]
+    def _template_config_item(self, incoming: _Incoming) -> EmulatorResponse:
+        template_id = incoming.path.rsplit("/", 1)[1]
         template = self._templates.get(template_id)
         if template is None:
             raise _Reject(ErrorCode.NOT_FOUND, "config not exist")
-        if method == "DELETE":
+        if incoming.method == "DELETE":
             del self._templates[template_id]
             return EmulatorResponse(200, _dumps({"code": 0, "message": "success"}))
         return EmulatorResponse(200, _dumps(template.full_config()))
