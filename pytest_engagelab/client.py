@@ -308,12 +308,16 @@ class _BaseOTPClient:
             "method": "POST",
             "url": self._url(call),
             "content": json.dumps(call.body, ensure_ascii=False, separators=(",", ":")).encode(),
-            "headers": {
-                "Authorization": self._credentials.header,
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": _USER_AGENT,
-            },
+            # httpx.Headers, not a dict: its repr masks Authorization, so a traceback that
+            # shows this frame's locals (pytest -l, --tb=long) does not show the secret.
+            "headers": httpx.Headers(
+                {
+                    "Authorization": self._credentials.header,
+                    "Content-Type": "application/json",
+                    "Accept": "application/json",
+                    "User-Agent": _USER_AGENT,
+                }
+            ),
             "timeout": self._timeout,
         }
 

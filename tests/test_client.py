@@ -724,3 +724,29 @@ def test_context_managers_return_the_client_itself() -> None:
     otp = OTPClient(KEY, SECRET)
     with otp as entered:
         assert entered is otp
+
+
+def test_a_long_traceback_with_locals_does_not_show_the_secret(pytester: pytest.Pytester) -> None:
+    """pytest -l / --tb=long print every frame's locals, httpx's request headers among them.
+    The credentials come from the ini file, so the test's own source does not hold them."""
+    pytester.makeini(f"[pytest]\nengagelab_dev_key = {KEY}\nengagelab_dev_secret = {SECRET}\n")
+    pytester.makepyfile(
+        """
+        import asyncio
+        import httpx
+
+        def test_no_answer(otp_mock, otp_client):
+            otp_mock.fail_next(httpx.ConnectError("no route"))
+            otp_client.send("+6591234567", "login")
+
+        def test_no_answer_async(otp_mock, otp_async_client):
+            otp_mock.fail_next(httpx.ReadTimeout("slow"))
+            asyncio.run(otp_async_client.send("+6591234567", "login"))
+        """
+    )
+    result = pytester.runpytest("--tb=long", "-l")
+    result.assert_outcomes(failed=2)
+    output = result.stdout.str() + result.stderr.str()
+    assert "could not reach https://otp.api.engagelab.cc/v1/messages" in output
+    for secret in (SECRET, f"{KEY}:{SECRET}", TOKEN):
+        assert secret not in output
