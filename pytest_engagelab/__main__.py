@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from pytest_engagelab._clock import SEEDED_EPOCH, Clock
@@ -29,6 +29,22 @@ from pytest_engagelab.server import (
 )
 
 _PROG = "python -m pytest_engagelab"
+
+
+def _bounded(low: int, high: int | None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``, or argparse's one-line error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            upper = f" to {high}" if high is not None else " or more"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use {low}{upper}")
+        return value
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -47,10 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     serve.add_argument(
-        "--port", type=int, default=0, help="port to bind (0, the default: a free port)"
+        "--port",
+        type=_bounded(0, 65535),
+        default=0,
+        help="port to bind, 0 to 65535 (0, the default: a free port)",
     )
     serve.add_argument(
-        "--seed", type=int, default=None, help="seed codes and message ids (reproducible runs)"
+        "--seed",
+        type=_bounded(0, None),
+        default=None,
+        help="seed codes and message ids (reproducible runs); an integer >= 0",
     )
     serve.add_argument(
         "--templates",
@@ -132,7 +154,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server.start()
     except OSError as error:
-        return fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
+        return fail(str(error.strerror or error))  # "OTPServer cannot listen on HOST:PORT: ..."
 
     stop = threading.Event()
 

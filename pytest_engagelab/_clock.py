@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -40,8 +41,15 @@ class Clock:
 
     def advance(self, seconds: float) -> float:
         """Move the clock forward by ``seconds`` (not backward) and return the new time."""
-        if seconds < 0:
-            raise ValueError(f"the clock only moves forward; advance({seconds!r}) is negative")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
+            raise ValueError(
+                f"advance() takes a finite number of seconds >= 0, such as 300; got {seconds!r}"
+            )
         with self._lock:
             self._offset += seconds
         return self.now()

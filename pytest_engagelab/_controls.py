@@ -127,6 +127,8 @@ class EmulatorControls:
     ) -> list[SentMessage]:
         """Assert that exactly ``count`` messages match; return them."""
         __tracebackhide__ = True
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise TypeError(f"assert_sent_count() needs a count >= 0, not {count!r}")
         return self._find("assert_sent_count", count, criteria)
 
     def last_code(self, to: str) -> str:

@@ -63,6 +63,7 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_DEV_KEY",
     "DEFAULT_DEV_SECRET",
+    "ENDPOINTS",
     "LANGUAGES",
     "Emulator",
     "EmulatorEvent",
@@ -78,7 +79,16 @@ _E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
 _EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _SNOWFLAKE_EPOCH_MS: Final = 1_288_834_974_657
 _JSON_HEADERS: Final = (("content-type", "application/json"),)
-_TEMPLATE_ID_MAX: Final = 128  # EngageLab's documented limit on template_id
+_TEMPLATE_ID_MAX: Final = 128
+#: The endpoints as ``fail_next(endpoint=...)`` names them.
+ENDPOINTS: Final = (
+    "/v1/messages",
+    "/v1/codes",
+    "/v1/custom-messages",
+    "/v1/verifications",
+    "/v1/template-configs",
+    "/v1/template-configs/{id}",
+)  # EngageLab's documented limit on template_id
 _UNSEEDED: Final = random.Random()
 
 #: What a test can inject: a documented code, a ready answer, or an exception to raise.
@@ -377,8 +387,13 @@ class Emulator:
     ) -> Injection:
         """The next ``times`` requests (to ``endpoint`` only, if given) fail with ``error``."""
         _check_injectable(error)
-        if times < 1:
-            raise ValueError(f"times must be at least 1, not {times!r}")
+        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+            raise ValueError(f"times must be an integer of at least 1, not {times!r}")
+        if endpoint is not None and endpoint not in ENDPOINTS:
+            raise ValueError(
+                f"fail_next(endpoint={endpoint!r}) would never fire: use one of "
+                f"{', '.join(ENDPOINTS)}"
+            )
         injection = Injection(error, times, endpoint=endpoint)
         with self._lock:
             self._injections.append(injection)
@@ -387,6 +402,8 @@ class Emulator:
     def fail_for(self, to: str, error: InjectedError) -> Injection:
         """Every send to ``to`` fails with ``error``, for the rest of the test."""
         _check_injectable(error)
+        if not isinstance(to, str) or not to:
+            raise ValueError(f"fail_for() needs the recipient as a non-empty string, not {to!r}")
         injection = Injection(error, None, to=to)
         with self._lock:
             self._injections.append(injection)

@@ -36,6 +36,7 @@ import dataclasses
 import email.utils
 import http
 import json
+import math
 import selectors
 import socket
 import threading
@@ -246,6 +247,10 @@ class OTPServer(EmulatorControls):
     ) -> None:
         if max_body < 0 or read_timeout <= 0 or keep_alive_timeout <= 0:
             raise ValueError("max_body must be >= 0 and the timeouts positive")
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(
+                f"port must be an integer from 0 (any free port) to 65535, not {port!r}"
+            )
         self.host = host
         self.max_body = max_body
         self.read_timeout = read_timeout
@@ -300,9 +305,12 @@ class OTPServer(EmulatorControls):
             listener.bind((self.host, self._port))
             listener.listen(socket.SOMAXCONN)
             listener.setblocking(False)
-        except OSError:
+        except OSError as error:
             listener.close()
-            raise
+            raise OSError(
+                error.errno,
+                f"OTPServer cannot listen on {self.host}:{self._port}: {error.strerror}",
+            ) from error
         self._listener = listener
         self._port = listener.getsockname()[1]
         self.base_url = self._url_for(self._port)
@@ -453,7 +461,10 @@ class OTPServer(EmulatorControls):
                 return None
             if len(self._urls) < 256:  # the few API paths, not every query string
                 self._urls[target] = url
-        return httpx.Request(method, url, headers=list(headers.items()), content=body)
+        # The header values were decoded as latin-1: hand httpx the same bytes back, so
+        # a UTF-8 User-Agent is kept as sent instead of failing httpx's ASCII check.
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        return httpx.Request(method, url, headers=raw, content=body)
 
     # -- parsing --------------------------------------------------------------------
 
@@ -711,7 +722,10 @@ class OTPServer(EmulatorControls):
             raise _HTTPError(400, "times must be an integer >= 1", ErrorCode.INVALID_PARAMS)
         if endpoint is not None and not isinstance(endpoint, str):
             raise _HTTPError(400, "endpoint must be a path such as /v1/messages")
-        injection = self.fail_next(_injected_error(payload), times=times, endpoint=endpoint)
+        try:
+            injection = self.fail_next(_injected_error(payload), times=times, endpoint=endpoint)
+        except ValueError as error:
+            raise _HTTPError(400, str(error), ErrorCode.INVALID_PARAMS) from None
         return {"injected": injection.describe()}
 
     def _c_fail_for(self, payload: dict[str, Any], query: dict[str, list[str]]) -> Any:
@@ -722,10 +736,15 @@ class OTPServer(EmulatorControls):
 
     def _c_advance(self, payload: dict[str, Any], query: dict[str, list[str]]) -> Any:
         seconds = payload.get("seconds")
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+        if (
+            not isinstance(seconds, int | float)
+            or isinstance(seconds, bool)
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
             raise _HTTPError(
                 400,
-                "seconds must be a number >= 0 (the clock only moves forward)",
+                "seconds must be a finite number >= 0 (the clock only moves forward)",
                 ErrorCode.INVALID_PARAMS,
             )
         return {"now": self.advance(seconds)}

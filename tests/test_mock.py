@@ -400,3 +400,28 @@ def test_unfired_injections_are_reported(otp: OTPMock) -> None:
         "1 injected failure(s) never fired:",
         "  fail_for('+6511111111', ReadTimeout('late')) (fired 0 times)",
     ]
+
+
+# -- misuse gets one clear message -------------------------------------------------------------
+
+
+def test_fail_next_refuses_an_endpoint_it_could_never_match() -> None:
+    otp = OTPMock()
+    with pytest.raises(
+        ValueError,
+        match=r"fail_next\(endpoint='messages'\) would never fire: use one of /v1/messages, ",
+    ):
+        otp.fail_next(ErrorCode.SEND_FAILED, endpoint="messages")
+    assert otp.emulator.injections == []
+
+
+def test_fail_for_needs_a_recipient_string() -> None:
+    with pytest.raises(
+        ValueError, match="fail_for\\(\\) needs the recipient as a non-empty string, not 12345"
+    ):
+        OTPMock().fail_for(12345, ErrorCode.BLACKLISTED)  # type: ignore[arg-type]
+
+
+def test_assert_sent_count_needs_a_count_of_zero_or_more() -> None:
+    with pytest.raises(TypeError, match=r"assert_sent_count\(\) needs a count >= 0, not -1"):
+        OTPMock().assert_sent_count(-1)

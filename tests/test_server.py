@@ -904,3 +904,61 @@ def test_any_bytes_get_a_json_answer_or_a_close_never_a_traceback(
         health = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
         assert exchange(health, "GET", "/_emulator/health")[0].status == 200
         health.close()
+
+
+# -- review fixes ------------------------------------------------------------------------------
+
+
+def test_a_utf8_header_value_is_served_not_answered_1000(server: OTPServer) -> None:
+    body = send_body().encode()
+    head = (
+        "POST /v1/messages HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        f"Authorization: {auth_header(server)}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+    ).encode() + "User-Agent: café-client/1.0\r\n\r\n".encode()
+    status, _, answer = split_response(raw_exchange(server, head + body))
+
+    assert status == 200, answer
+    request = server.assert_sent_once(to=PHONE).request
+    assert request is not None
+    assert request.headers.raw[-1][1] == "café-client/1.0".encode()
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), -1, "10", True])
+def test_advance_refuses_what_is_not_a_finite_number_of_seconds(
+    server: OTPServer, seconds: object
+) -> None:
+    with pytest.raises(ValueError, match=r"advance\(\) takes a finite number of seconds >= 0"):
+        server.advance(seconds)  # type: ignore[arg-type]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    response, answer = exchange(conn, "POST", "/v1/messages", send_body(), api_headers(server))
+    assert response.status == 200, answer  # the clock is still usable
+
+
+def test_control_advance_refuses_infinity(server: OTPServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    response, answer = exchange(conn, "POST", f"{CONTROL_PREFIX}advance", '{"seconds": 1e400}')
+    assert response.status == 400
+    assert answer["code"] == 3002
+    assert "finite number" in answer["message"]
+
+
+def test_control_fail_next_refuses_an_endpoint_that_never_matches(server: OTPServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    payload = '{"code": 5001, "endpoint": "messages"}'
+    response, answer = exchange(conn, "POST", f"{CONTROL_PREFIX}fail-next", payload)
+    assert response.status == 400
+    assert answer["message"].startswith("fail_next(endpoint='messages') would never fire")
+
+
+@pytest.mark.parametrize("port", [-1, 65536, "80", True])
+def test_a_bad_port_is_refused_with_the_range(port: object) -> None:
+    with pytest.raises(ValueError, match="port must be an integer from 0"):
+        OTPServer(port=port)  # type: ignore[arg-type]
+
+
+def test_a_busy_port_names_the_address() -> None:
+    with OTPServer() as first:
+        second = OTPServer(port=first.port)
+        with pytest.raises(OSError, match=rf"OTPServer cannot listen on 127\.0\.0\.1:{first.port}"):
+            second.start()

@@ -194,9 +194,25 @@ def test_missing_templates_file_and_busy_port(tmp_path: Path) -> None:
         f"python -m pytest_engagelab serve: --templates {missing}: No such file or directory\n"
     )
     assert results[1].stderr == (
-        f"python -m pytest_engagelab serve: cannot listen on 127.0.0.1:{port}: "
+        f"python -m pytest_engagelab serve: OTPServer cannot listen on 127.0.0.1:{port}: "
         "Address already in use\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--port", "99999"], "argument --port: 99999 is out of range: use 0 to 65535"),
+        (["--port", "-1"], "argument --port: -1 is out of range: use 0 to 65535"),
+        (["--seed", "-3"], "argument --seed: -3 is out of range: use 0 or more"),
+        (["--port", "http"], "argument --port: 'http' is not an integer"),
+    ],
+)
+def test_out_of_range_numbers_exit_2_with_one_line(args: list[str], error: str) -> None:
+    done = run_cli("serve", *args)
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[-1] == f"python -m pytest_engagelab serve: error: {error}"
+    assert "Traceback" not in done.stderr
 
 
 def test_without_a_command_it_shows_help() -> None:
