@@ -301,15 +301,30 @@ class Scrubber:
         return response
 
 
+_PERCENT_ESCAPE: Final = re.compile(r"%[0-9A-F]{2}")
+_UNICODE_ESCAPE: Final = re.compile(r"\\u[0-9a-f]{4}")
+
+
 def _escaped_forms(value: str) -> set[str]:
-    json_form = json.dumps(value)[1:-1]
-    return {
-        value,
-        json_form,
+    """``value`` as it may appear in a request or response: as is, JSON-escaped (with and
+    without ``\\uXXXX`` escapes, either case of hex digit, ``/`` as is or as ``\\/``), and
+    URL-encoded (``quote`` and ``quote_plus``, ``/`` kept or encoded, percent escapes in
+    upper or lower case)."""
+    ascii_json = json.dumps(value)[1:-1]
+    json_forms = {
+        ascii_json,
+        _UNICODE_ESCAPE.sub(lambda match: "\\u" + match.group(0)[2:].upper(), ascii_json),
         json.dumps(value, ensure_ascii=False)[1:-1],
-        urllib.parse.quote(value, safe=""),
-        urllib.parse.quote_plus(value, safe=""),
     }
+    json_forms |= {form.replace("/", "\\/") for form in json_forms}
+    url_forms = {
+        urllib.parse.quote(value),
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value),
+        urllib.parse.quote_plus(value, safe="/"),
+    }
+    url_forms |= {_PERCENT_ESCAPE.sub(lambda match: match.group(0).lower(), f) for f in url_forms}
+    return {value} | json_forms | url_forms
 
 
 # -- matching ---------------------------------------------------------------------------------
@@ -564,7 +579,10 @@ def cassette_settings(
 
     ``record_mode`` (the command line) wins over ``ini_record_mode``; an entry
     of ``extra_secrets`` that starts with ``$`` names an environment variable
-    whose value is the secret (unset variables are skipped).
+    whose value is the secret.  When recording, an unset or empty variable is an
+    error (a misspelt name would otherwise let the secret into the cassette); when
+    replaying it is skipped, so replay needs no secrets.  A secret shorter than
+    six characters is an error: it would match inside ordinary text.
     """
     mode = record_mode or ini_record_mode.strip() or "none"
     if mode not in RECORD_MODES:
@@ -578,15 +596,7 @@ def cassette_settings(
             f"pytest-engagelab: ini option engagelab_redact_recipients = {redact!r} is not a "
             "boolean; use true or false"
         )
-    secrets: list[str] = []
-    for entry in extra_secrets:
-        entry = entry.strip()
-        if entry.startswith("$"):
-            value = environ.get(entry[1:], "")
-            if value:
-                secrets.append(value)
-        elif entry:
-            secrets.append(entry)
+    secrets = _extra_secrets(extra_secrets, environ, records=mode != "none")
     recording = recording_credentials(environ, default_base_url)
     if recording is None and mode != "none":
         raise ValueError(missing_credentials_message(mode))
@@ -604,6 +614,43 @@ def cassette_settings(
         extra_secrets=tuple(secrets),
         recording=recording,
     )
+
+
+#: Extra secrets shorter than this would match inside ordinary text (the plugin's own
+#: messages, JSON keys) and garble it, so they are refused.
+_MIN_EXTRA_SECRET_LENGTH: Final = 6
+
+
+def _extra_secrets(
+    entries: Iterable[str], environ: Mapping[str, str], *, records: bool
+) -> list[str]:
+    """The values of the ini option ``engagelab_extra_secrets`` (``ValueError`` with the
+    one-line message when one cannot be used; the message never holds a value)."""
+    secrets: list[str] = []
+    for entry in entries:
+        entry = entry.strip()
+        if not entry:
+            continue
+        if not entry.startswith("$"):
+            value = entry
+        elif environ.get(entry[1:], "").strip():
+            value = environ[entry[1:]]
+        elif records:
+            state = "empty" if entry[1:] in environ else "not set"
+            raise ValueError(
+                f"pytest-engagelab: engagelab_extra_secrets names {entry}, which is {state}; "
+                "set it or remove the line"
+            )
+        else:
+            continue  # replaying writes no cassette: the secret is not needed
+        if len(value) < _MIN_EXTRA_SECRET_LENGTH:
+            raise ValueError(
+                f"pytest-engagelab: engagelab_extra_secrets has a value of {len(value)} "
+                f"characters; secrets shorter than {_MIN_EXTRA_SECRET_LENGTH} characters "
+                "cannot be scrubbed safely"
+            )
+        secrets.append(value)
+    return secrets
 
 
 def miss_report(excinfo: Any, test_file: Path) -> str:

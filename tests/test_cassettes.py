@@ -8,10 +8,13 @@ on the lines users read and on the cassette files written.
 from __future__ import annotations
 
 import base64
+import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 import pytest
 import yaml
@@ -537,6 +540,127 @@ def test_no_byte_written_holds_a_secret(
     assert "<ENGAGELAB_EXTRA_SECRET>" in text
 
 
+#: An extra secret that URL-encoding changes in every way: a "/" (kept by ``quote``'s default
+#: ``safe="/"``), non-ASCII letters (percent- and \\u-escaped) and a space.
+URL_SECRET = "url/Tök€n 9xQ"
+
+
+def url_and_json_forms(secret: str) -> set[str]:
+    """Every way a client may spell ``secret`` in a URL or a JSON body."""
+    encoded = {
+        quote(secret),
+        quote(secret, safe=""),
+        quote_plus(secret),
+        quote_plus(secret, safe="/"),
+    }
+    lower = {re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), form) for form in encoded}
+    escaped = json.dumps(secret)[1:-1]
+    upper = re.sub(r"\\u([0-9a-f]{4})", lambda m: "\\u" + m.group(1).upper(), escaped)
+    in_json = {escaped, upper, json.dumps(secret, ensure_ascii=False)[1:-1]}
+    slashed = {form.replace("/", "\\/") for form in in_json}
+    return {secret} | encoded | lower | in_json | slashed
+
+
+def test_a_url_encoded_secret_never_reaches_the_cassette(
+    pytester: pytest.Pytester, server: OTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``urllib.parse.quote(secret)`` keeps "/" as is; percent escapes may be lower case;
+    a JSON encoder may write "/" as "\\/": none of these reaches the file."""
+    monkeypatch.setenv("URL_TOKEN", URL_SECRET)
+    pytester.makeini("[pytest]\nengagelab_extra_secrets =\n    $URL_TOKEN\n")
+    pytester.makepyfile(
+        test_encoded="""
+        import json, os, re
+        from urllib.parse import quote
+        import httpx, pytest
+
+        @pytest.mark.engagelab_cassette
+        def test_encoded(engagelab_cassette):
+            c = engagelab_cassette.credentials
+            token = os.environ["URL_TOKEN"]
+            lower = re.sub("%[0-9A-F]{2}", lambda m: m.group(0).lower(), quote(token))
+            body = json.dumps({"to": "+6591234567", "code": token}).replace("/", "\\\\/")
+            httpx.post(
+                c.base_url + "/v1/codes?t=" + quote(token) + "&u=" + lower,
+                content=body.encode(),
+                headers={"content-type": "application/json", "x-token": quote(token)},
+                auth=(c.dev_key, c.dev_secret),
+            )
+        """
+    )
+    pytester.runpytest("--engagelab-record-mode=once").assert_outcomes(passed=1)
+    path = pytester.path / "cassettes" / "test_encoded" / "test_encoded.yaml"
+    request = read_cassette(path)["interactions"][0]["request"]
+    assert "?t=<ENGAGELAB_EXTRA_SECRET>&u=<ENGAGELAB_EXTRA_SECRET>" in request["uri"]
+    assert request["headers"]["x-token"] == ["<ENGAGELAB_EXTRA_SECRET>"]
+    assert '"code": "<ENGAGELAB_EXTRA_SECRET>"' in request["body"]
+    written = path.read_bytes()
+    for form in url_and_json_forms(URL_SECRET):
+        assert form.encode() not in written, form
+
+
+def test_a_misspelt_secret_variable_stops_recording_and_is_ignored_on_replay(
+    pytester: pytest.Pytester, server: OTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(test_signup=SEND_AND_VERIFY)
+    misspelt = "[pytest]\nengagelab_extra_secrets =\n    $NOPE_UNSET\n"
+    pytester.makeini(misspelt)
+    result = pytester.runpytest("--engagelab-record-mode=once")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: pytest-engagelab: engagelab_extra_secrets names $NOPE_UNSET, which is not "
+            "set; set it or remove the line"
+        ]
+    )
+    monkeypatch.setenv("EMPTY_TOKEN", " ")
+    pytester.makeini("[pytest]\nengagelab_extra_secrets =\n    $EMPTY_TOKEN\n")
+    result = pytester.runpytest("--engagelab-record-mode=once")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: pytest-engagelab: engagelab_extra_secrets names $EMPTY_TOKEN, which is "
+            "empty; set it or remove the line"
+        ]
+    )
+    assert server.sent == []  # stopped before a request was made
+    assert not (pytester.path / "cassettes").exists()
+
+    pytester.makeini("[pytest]\n")
+    pytester.runpytest("--engagelab-record-mode=once").assert_outcomes(passed=1)
+    pytester.makeini(misspelt)
+    offline(monkeypatch, server)
+    pytester.runpytest().assert_outcomes(passed=1)  # replay writes no secret: no need for it
+
+
+@pytest.mark.parametrize(("configured", "long_enough"), [("Qz9", "Qz9xY7"), ("$SHORT", "$LONG")])
+def test_a_short_extra_secret_is_refused_without_showing_it(
+    pytester: pytest.Pytester,
+    server: OTPServer,
+    monkeypatch: pytest.MonkeyPatch,
+    configured: str,
+    long_enough: str,
+) -> None:
+    """A secret such as "ab" would garble "pytest-engagelab" in every message."""
+    monkeypatch.setenv("SHORT", "Qz9")
+    monkeypatch.setenv("LONG", "Qz9xY7")
+    pytester.makeini(f"[pytest]\nengagelab_extra_secrets =\n    {configured}\n")
+    pytester.makepyfile(test_signup=SEND_AND_VERIFY)
+    for args in ([], ["--engagelab-record-mode=once"]):
+        result = pytester.runpytest(*args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR, args
+        result.stderr.fnmatch_lines(
+            [
+                "ERROR: pytest-engagelab: engagelab_extra_secrets has a value of 3 characters; "
+                "secrets shorter than 6 characters cannot be scrubbed safely"
+            ]
+        )
+        assert "Qz9" not in result.stdout.str() + result.stderr.str()
+    assert server.sent == []
+    pytester.makeini(f"[pytest]\nengagelab_extra_secrets =\n    {long_enough}\n")  # six: enough
+    pytester.runpytest("--engagelab-record-mode=once").assert_outcomes(passed=1)
+
+
 def test_recipients_are_redacted_and_replay_still_matches(
     pytester: pytest.Pytester, server: OTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -612,6 +736,16 @@ def test_scrubber_replaces_every_form_of_the_credentials() -> None:
     assert scrubber.authorization("Basic d3Jvbmc6d3Jvbmc=") == "<REDACTED_AUTHORIZATION>"
     assert scrubber.leaks("x my/secret+1 y")
     assert not scrubber.leaks("nothing here")
+
+
+def test_scrubber_knows_every_url_and_json_spelling_of_a_secret() -> None:
+    scrubber = Scrubber(KEY, SECRET, extra_secrets=[URL_SECRET])
+    forms = url_and_json_forms(URL_SECRET)
+    assert len(forms) == 14  # so a broken helper cannot pass this test by listing fewer
+    for form in forms:
+        assert scrubber.leaks(f"a={form}&b"), form  # the check before a cassette is written
+        assert scrubber.text(f"a={form}&b") == "a=<ENGAGELAB_EXTRA_SECRET>&b", form
+        assert scrubber.data(form.encode()) == b"<ENGAGELAB_EXTRA_SECRET>", form
 
 
 def test_redaction_is_stable_and_spares_magic_numbers_and_placeholders() -> None:

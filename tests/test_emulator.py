@@ -1074,7 +1074,7 @@ def test_injection_arguments_are_checked() -> None:
     emulator = Emulator()
     with pytest.raises(TypeError, match=r"ErrorCode, an httpx\.Response"):
         emulator.fail_next(5001)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="times must be at least 1"):
+    with pytest.raises(ValueError, match="times must be an integer of at least 1"):
         emulator.fail_next(ErrorCode.SEND_FAILED, times=0)
     unfired = emulator.fail_for(PHONE, httpx.ReadTimeout("slow"))
     assert emulator.unfired_injections() == [unfired]
