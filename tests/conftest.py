@@ -7,8 +7,28 @@ import base64
 from collections.abc import Callable, Iterator
 
 import pytest
+import respx
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests run on asyncio (``@pytest.mark.anyio``)."""
+    return "asyncio"
+
+
+@pytest.fixture(params=["sync", "async"])
+def kind(request: pytest.FixtureRequest) -> str:
+    """Which client a test drives: ``OTPClient`` or ``AsyncOTPClient``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def router() -> Iterator[respx.MockRouter]:
+    """A respx router for the EngageLab base URL, for tests of the client on its own."""
+    with respx.mock(base_url="https://otp.api.engagelab.cc", assert_all_called=False) as mock:
+        yield mock
 
 #: Every form of every credential a test recorded cassettes with (see recording_with).
 _RECORDED_WITH: set[str] = set()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -58,22 +57,6 @@ CATALOGUE: list[tuple[str, int, int, type[EngageLabError]]] = [
 ]
 EXPECTED_CLASS = {code: cls for _, code, _, cls in CATALOGUE}
 RETRYABLE = {1000, 5001, 5016}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=["sync", "async"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def router() -> Iterator[respx.MockRouter]:
-    with respx.mock(base_url=BASE, assert_all_called=False) as mock:
-        yield mock
 
 
 async def send(kind: str) -> Any:
