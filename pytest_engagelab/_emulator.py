@@ -37,7 +37,7 @@ import string
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 import httpx
@@ -200,7 +200,6 @@ class _Send:
     code: str | None
     verifiable: bool
     rate_limited: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _dumps(payload: Any) -> bytes:
@@ -639,7 +638,7 @@ class Emulator:
             )
 
     def _delivery_failure(
-        self, send: _Send, to: str
+        self, to: str
     ) -> tuple[EmulatorResponse | Fault, ErrorCode | None] | None:
         for injection in self._injections:
             if injection.to == to:
@@ -665,7 +664,7 @@ class Emulator:
         for to in send.recipients:
             self._check_recipient(to, template)
         for to in send.recipients:
-            failure = self._delivery_failure(send, to)
+            failure = self._delivery_failure(to)
             if failure is not None:
                 answer, error_code = failure
                 self._emit(

@@ -19,7 +19,7 @@ from pytest_engagelab._settings import (
     SettingsError,
     settings_from_ini,
 )
-from pytest_engagelab.cassettes import (  # -- cassettes --
+from pytest_engagelab.cassettes import (
     RECORD_MODES,
     CassetteSettings,
     Credentials,
@@ -32,13 +32,12 @@ from pytest_engagelab.cassettes import (  # -- cassettes --
 # imported by the fixtures that use them, not when pytest loads the plugin (bench row 3).
 if TYPE_CHECKING:
     from pytest_engagelab._controls import EmulatorControls
+    from pytest_engagelab._vcr import ActiveCassette
     from pytest_engagelab.client import AsyncOTPClient, OTPClient
     from pytest_engagelab.mock import OTPMock
-    from pytest_engagelab.server import OTPServer  # loopback server
+    from pytest_engagelab.server import OTPServer
 
 # -- cassettes ---------------------------------------------------------------------------------
-if TYPE_CHECKING:
-    from pytest_engagelab._vcr import ActiveCassette
 
 _CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
 _CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
@@ -66,12 +65,10 @@ _ENGAGELAB_MARKER = (
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("engagelab", "EngageLab OTP emulator and cassettes (pytest-engagelab)")
-    del group  # command-line options join this group as features add them
     for option in INI_OPTIONS:
         parser.addini(option.name, help=option.help, type="string", default="")
     # -- cassettes -----------------------------------------------------------------------------
-    cassettes = parser.getgroup("engagelab")
-    cassettes.addoption(
+    group.addoption(
         "--engagelab-record-mode",
         dest="engagelab_record_mode",
         choices=RECORD_MODES,
@@ -80,7 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "rewrite (record the cassette anew); recording needs ENGAGELAB_DEV_KEY and "
         "ENGAGELAB_DEV_SECRET",
     )
-    cassettes.addoption(
+    group.addoption(
         "--engagelab-check-drift",
         dest="engagelab_check_drift",
         action="store_true",
