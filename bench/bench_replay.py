@@ -121,9 +121,9 @@ def pytest_runtest_protocol(item, nextitem):
 
 
 def _record(root: Path, interactions: int) -> Path:
-    from pytest_engagelab._emulator import Emulator
     from pytest_engagelab.cassettes import read_cassette
-    from pytest_engagelab.server import OTPServer
+    from pytest_engagelab.doors.server import OTPServer
+    from pytest_engagelab.emulator.core import Emulator
 
     with OTPServer(Emulator(dev_key=KEY, dev_secret=SECRET, rate_limit=False)) as live:
         env = {

@@ -6,7 +6,7 @@ N keep-alive clients (threads, one ``http.client.HTTPConnection`` each, in this
 process) send valid ``POST /v1/messages`` requests for a fixed time.  The
 contenders, measured in turn (alternating, several rounds, medians reported):
 
-* ``otp_server``: the emulator behind :class:`pytest_engagelab.server.OTPServer`:
+* ``otp_server``: the emulator behind :class:`pytest_engagelab.doors.server.OTPServer`:
   authentication, JSON and parameter validation, code generation, rate-limit
   bookkeeping and the journal, for every request.  Each client uses its own
   recipients, so no request hits the frequency limit (the bench checks that
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from pytest_httpserver import HTTPServer
 
-from pytest_engagelab.server import OTPServer
+from pytest_engagelab.doors.server import OTPServer
 
 _BODY_TEMPLATE = '{"to":"+65%d","template":{"id":"login","language":"en","params":{}}}'
 

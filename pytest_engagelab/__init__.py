@@ -14,9 +14,13 @@ from typing import TYPE_CHECKING, Any
 from pytest_engagelab._version import __version__
 
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
-    from pytest_engagelab._clock import Clock
-    from pytest_engagelab._controls import MessageCriteria
-    from pytest_engagelab._emulator import (
+    from pytest_engagelab.cassettes import CassetteError, CassetteMiss, DriftReport, check_drift
+    from pytest_engagelab.client import AsyncOTPClient, OTPClient, SendResult, VerifyResult
+    from pytest_engagelab.doors.controls import MessageCriteria
+    from pytest_engagelab.doors.mock import OTPMock
+    from pytest_engagelab.doors.server import OTPServer
+    from pytest_engagelab.emulator.clock import Clock
+    from pytest_engagelab.emulator.core import (
         DEFAULT_BASE_URL,
         DEFAULT_DEV_KEY,
         DEFAULT_DEV_SECRET,
@@ -26,14 +30,10 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
         Fault,
         Injection,
     )
-    from pytest_engagelab._journal import SentMessage
-    from pytest_engagelab._settings import EngageLabSettings
-    from pytest_engagelab._templates import Template
-    from pytest_engagelab.cassettes import CassetteError, CassetteMiss, DriftReport, check_drift
-    from pytest_engagelab.client import AsyncOTPClient, OTPClient, SendResult, VerifyResult
+    from pytest_engagelab.emulator.journal import SentMessage
+    from pytest_engagelab.emulator.settings import EngageLabSettings
+    from pytest_engagelab.emulator.templates import Template
     from pytest_engagelab.errors import EngageLabError, ErrorCode
-    from pytest_engagelab.mock import OTPMock
-    from pytest_engagelab.server import OTPServer
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -68,31 +68,31 @@ __all__ = [
 # pytest_engagelab.plugin`` runs this file first, and the emulator, server, client and
 # cassettes would otherwise cost every pytest run that never uses them.
 _WHERE: dict[str, str] = {
-    "DEFAULT_BASE_URL": "pytest_engagelab._defaults",
-    "DEFAULT_DEV_KEY": "pytest_engagelab._defaults",
-    "DEFAULT_DEV_SECRET": "pytest_engagelab._defaults",
+    "DEFAULT_BASE_URL": "pytest_engagelab.emulator.defaults",
+    "DEFAULT_DEV_KEY": "pytest_engagelab.emulator.defaults",
+    "DEFAULT_DEV_SECRET": "pytest_engagelab.emulator.defaults",
     "AsyncOTPClient": "pytest_engagelab.client",
     "CassetteError": "pytest_engagelab.cassettes",
     "CassetteMiss": "pytest_engagelab.cassettes",
-    "Clock": "pytest_engagelab._clock",
-    "DriftReport": "pytest_engagelab._drift",
-    "Emulator": "pytest_engagelab._emulator",
-    "EmulatorEvent": "pytest_engagelab._emulator",
-    "EmulatorResponse": "pytest_engagelab._emulator",
+    "Clock": "pytest_engagelab.emulator.clock",
+    "DriftReport": "pytest_engagelab.cassettes.drift",
+    "Emulator": "pytest_engagelab.emulator.core",
+    "EmulatorEvent": "pytest_engagelab.emulator.core",
+    "EmulatorResponse": "pytest_engagelab.emulator.core",
     "EngageLabError": "pytest_engagelab.errors",
-    "EngageLabSettings": "pytest_engagelab._settings",
+    "EngageLabSettings": "pytest_engagelab.emulator.settings",
     "ErrorCode": "pytest_engagelab.errors",
-    "Fault": "pytest_engagelab._emulator",
-    "Injection": "pytest_engagelab._emulator",
-    "MessageCriteria": "pytest_engagelab._controls",
+    "Fault": "pytest_engagelab.emulator.core",
+    "Injection": "pytest_engagelab.emulator.core",
+    "MessageCriteria": "pytest_engagelab.doors.controls",
     "OTPClient": "pytest_engagelab.client",
-    "OTPMock": "pytest_engagelab.mock",
-    "OTPServer": "pytest_engagelab.server",
+    "OTPMock": "pytest_engagelab.doors.mock",
+    "OTPServer": "pytest_engagelab.doors.server",
     "SendResult": "pytest_engagelab.client",
-    "SentMessage": "pytest_engagelab._journal",
-    "Template": "pytest_engagelab._templates",
+    "SentMessage": "pytest_engagelab.emulator.journal",
+    "Template": "pytest_engagelab.emulator.templates",
     "VerifyResult": "pytest_engagelab.client",
-    "check_drift": "pytest_engagelab._drift",
+    "check_drift": "pytest_engagelab.cassettes.drift",
 }
 
 

@@ -17,9 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from pytest_engagelab._clock import SEEDED_EPOCH, Clock
-from pytest_engagelab._emulator import DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET, Emulator
-from pytest_engagelab.server import (
+from pytest_engagelab.doors.server import (
     CONTROL_PREFIX,
     DEFAULT_MAX_BODY,
     DEFAULT_READ_TIMEOUT,
@@ -27,6 +25,8 @@ from pytest_engagelab.server import (
     TemplateSpecError,
     load_templates,
 )
+from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
+from pytest_engagelab.emulator.core import DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET, Emulator
 
 _PROG = "python -m pytest_engagelab"
 

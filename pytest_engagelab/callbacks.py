@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, get_args
 
-from pytest_engagelab._defaults import DEFAULT_BUSINESS_ID
-from pytest_engagelab._emulator import EmulatorEvent
-from pytest_engagelab._journal import SentMessage
+from pytest_engagelab.emulator.core import EmulatorEvent
+from pytest_engagelab.emulator.defaults import DEFAULT_BUSINESS_ID
+from pytest_engagelab.emulator.journal import SentMessage
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS
 
@@ -633,7 +633,7 @@ def check_callback_url(
     It passes when the answer is HTTP 200 within ``timeout`` seconds (3 by
     default, as EngageLab requires).  Call it where no event loop is running.
     """
-    from pytest_engagelab._callback_delivery import post, resolve_target
+    from pytest_engagelab.doors.delivery import post, resolve_target
 
     target = resolve_target(url, app, timeout)
     headers = {"Content-Type": "application/json"}

@@ -12,13 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_engagelab._settings import (
-    INI_OPTIONS,
-    MARKER_KEYWORDS,
-    EngageLabSettings,
-    SettingsError,
-    settings_from_ini,
-)
 from pytest_engagelab.cassettes import (
     RECORD_MODES,
     CassetteSettings,
@@ -27,15 +20,22 @@ from pytest_engagelab.cassettes import (
     cassette_settings,
     shared_cassettes,
 )
+from pytest_engagelab.emulator.settings import (
+    INI_OPTIONS,
+    MARKER_KEYWORDS,
+    EngageLabSettings,
+    SettingsError,
+    settings_from_ini,
+)
 
 # -- start-up cost: the emulator, its doors and the clients (with httpx, respx, asyncio) are
 # imported by the fixtures that use them, not when pytest loads the plugin (bench row 3).
 if TYPE_CHECKING:
-    from pytest_engagelab._controls import EmulatorControls
-    from pytest_engagelab._vcr import ActiveCassette
+    from pytest_engagelab.cassettes.recorder import ActiveCassette
     from pytest_engagelab.client import AsyncOTPClient, OTPClient
-    from pytest_engagelab.mock import OTPMock
-    from pytest_engagelab.server import OTPServer
+    from pytest_engagelab.doors.controls import EmulatorControls
+    from pytest_engagelab.doors.mock import OTPMock
+    from pytest_engagelab.doors.server import OTPServer
 
 # -- cassettes ---------------------------------------------------------------------------------
 
@@ -204,7 +204,7 @@ def otp_mock(
     """
     if request.node.get_closest_marker("engagelab_cassette") is not None:  # -- cassettes --
         pytest.fail(_CASSETTE_AND_MOCK, pytrace=False)
-    from pytest_engagelab.mock import OTPMock
+    from pytest_engagelab.doors.mock import OTPMock
 
     settings = _marker_settings(request.node, engagelab_settings)
     mock = OTPMock(settings.build_emulator(), base_url=settings.base_url)
@@ -329,7 +329,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     """Under ``--engagelab-check-drift``, the items are the recorded interactions."""
     if not session.config.getoption("engagelab_check_drift", False):
         return None
-    from pytest_engagelab._drift import collect_drift_items
+    from pytest_engagelab.cassettes.drift import collect_drift_items
 
     items = collect_drift_items(session, session.config.stash[_CASSETTES_KEY].directory)
     session.items = items
@@ -343,7 +343,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> ActiveCassette:
     __tracebackhide__ = True
-    from pytest_engagelab._vcr import ActiveCassette
+    from pytest_engagelab.cassettes.recorder import ActiveCassette
 
     settings = request.config.stash[_CASSETTES_KEY]
     node = request.node
@@ -426,7 +426,7 @@ def otp_server(
     failure that never fired fails the test at teardown.  For one server per
     session, use ``otp_server_session``.
     """
-    from pytest_engagelab.server import OTPServer
+    from pytest_engagelab.doors.server import OTPServer
 
     settings = _marker_settings(request.node, engagelab_settings)
     with OTPServer(settings.build_emulator()) as server:
@@ -447,7 +447,7 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
     except ``dev_key``, ``dev_secret`` and ``journal_limit`` (use ``otp_server``
     for those).
     """
-    from pytest_engagelab.server import OTPServer
+    from pytest_engagelab.doors.server import OTPServer
 
     settings = request.config.stash[_SETTINGS_KEY]
     with OTPServer(settings.build_emulator()) as server:

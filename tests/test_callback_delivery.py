@@ -32,7 +32,6 @@ from starlette.routing import Route
 from werkzeug.serving import make_server
 
 from pytest_engagelab import Emulator, OTPClient, OTPMock
-from pytest_engagelab._clock import SEEDED_EPOCH
 from pytest_engagelab.callbacks import (
     CALLBACK_HEADER,
     DEFAULT_BUSINESS_ID,
@@ -40,9 +39,10 @@ from pytest_engagelab.callbacks import (
     check_callback_url,
     verify_callback_signature,
 )
+from pytest_engagelab.doors.server import OTPServer
+from pytest_engagelab.emulator.clock import SEEDED_EPOCH
 from pytest_engagelab.errors import EngageLabError, ErrorCode
 from pytest_engagelab.magic import WHATSAPP_FALLBACK_NUMBER, number_for
-from pytest_engagelab.server import OTPServer
 
 pytest_plugins = ["pytester"]
 

@@ -27,7 +27,7 @@ from pytest_engagelab.cassettes import (
     read_cassette,
     redact_recipients,
 )
-from pytest_engagelab.server import OTPServer
+from pytest_engagelab.doors.server import OTPServer
 
 pytest_plugins = ["pytester"]
 

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from pytest_engagelab._emulator import DEFAULT_BASE_URL, Emulator
-from pytest_engagelab.mock import OTPMock
+from pytest_engagelab.doors.mock import OTPMock
+from pytest_engagelab.emulator.core import DEFAULT_BASE_URL, Emulator
 
 TIMEOUT = 30.0
 TOKEN = base64.b64encode(b"test-dev-key:test-dev-secret").decode()

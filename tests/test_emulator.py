@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_engagelab import errors
-from pytest_engagelab._controls import EmulatorControls
-from pytest_engagelab._emulator import (
+from pytest_engagelab.doors.controls import EmulatorControls
+from pytest_engagelab.emulator.core import (
     DEFAULT_BASE_URL,
     DEFAULT_DEV_KEY,
     DEFAULT_DEV_SECRET,
@@ -27,7 +27,7 @@ from pytest_engagelab._emulator import (
     EmulatorResponse,
     Fault,
 )
-from pytest_engagelab._templates import TemplateConfigError
+from pytest_engagelab.emulator.templates import TemplateConfigError
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, WHATSAPP_FALLBACK_NUMBER, number_for
 

@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from pytest_engagelab._emulator import (
+from pytest_engagelab.emulator.core import (
     DEFAULT_DEV_KEY,
     DEFAULT_DEV_SECRET,
     LANGUAGES,
     Emulator,
     EmulatorResponse,
 )
-from pytest_engagelab._templates import CHANNELS
+from pytest_engagelab.emulator.templates import CHANNELS
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, WHATSAPP_FALLBACK_NUMBER
 

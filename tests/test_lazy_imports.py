@@ -10,18 +10,19 @@ import sys
 import pytest
 
 import pytest_engagelab
-from pytest_engagelab import _drift, cassettes
+from pytest_engagelab import cassettes
+from pytest_engagelab.cassettes import drift as _drift
 
 HEAVY = (
     "httpx",
     "respx",
     "vcr",
-    "pytest_engagelab._emulator",
-    "pytest_engagelab._controls",
-    "pytest_engagelab._drift",
+    "pytest_engagelab.emulator.core",
+    "pytest_engagelab.doors.controls",
+    "pytest_engagelab.cassettes.drift",
     "pytest_engagelab.client",
-    "pytest_engagelab.mock",
-    "pytest_engagelab.server",
+    "pytest_engagelab.doors.mock",
+    "pytest_engagelab.doors.server",
 )
 
 
@@ -48,7 +49,7 @@ def test_every_public_name_resolves_to_the_object_of_its_module(name: str) -> No
 
 def test_from_import_and_attribute_access_give_the_same_class() -> None:
     from pytest_engagelab import OTPMock
-    from pytest_engagelab.mock import OTPMock as Direct
+    from pytest_engagelab.doors.mock import OTPMock as Direct
 
     assert OTPMock is Direct is pytest_engagelab.OTPMock
 
@@ -65,3 +66,16 @@ def test_the_drift_names_of_cassettes_are_imported_on_first_use() -> None:
     assert cassettes.InteractionDrift is _drift.InteractionDrift
     with pytest.raises(AttributeError):
         cassettes.not_a_name  # noqa: B018
+
+
+def test_the_import_paths_users_already_use_keep_working() -> None:
+    from pytest_engagelab.cassettes import read_cassette
+    from pytest_engagelab.doors.mock import OTPMock as DoorMock
+    from pytest_engagelab.doors.server import OTPServer as DoorServer
+    from pytest_engagelab.mock import OTPMock
+    from pytest_engagelab.server import OTPServer
+
+    assert OTPMock is DoorMock
+    assert OTPServer is DoorServer
+    assert callable(read_cassette)
+    assert read_cassette.__module__.startswith("pytest_engagelab.cassettes")

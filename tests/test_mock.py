@@ -20,10 +20,10 @@ import pytest
 import respx
 
 from pytest_engagelab import errors
-from pytest_engagelab._emulator import DEFAULT_BASE_URL, Emulator
 from pytest_engagelab.client import AsyncOTPClient, OTPClient
+from pytest_engagelab.doors.mock import OTPMock
+from pytest_engagelab.emulator.core import DEFAULT_BASE_URL, Emulator
 from pytest_engagelab.errors import DeliveryError, ErrorCode, RequestTimeout
-from pytest_engagelab.mock import OTPMock
 
 PHONE = "+6591234567"
 MESSAGE = {"to": PHONE, "template": {"id": "login"}}

@@ -32,10 +32,10 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
-from pytest_engagelab._controls import EmulatorControls
-from pytest_engagelab._emulator import Emulator
-from pytest_engagelab.mock import OTPMock
-from pytest_engagelab.server import OTPServer
+from pytest_engagelab.doors.controls import EmulatorControls
+from pytest_engagelab.doors.mock import OTPMock
+from pytest_engagelab.doors.server import OTPServer
+from pytest_engagelab.emulator.core import Emulator
 
 TIMEOUT = 60.0
 

@@ -23,9 +23,14 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_engagelab._emulator import Emulator
+from pytest_engagelab.doors.server import (
+    CONTROL_PREFIX,
+    OTPServer,
+    TemplateSpecError,
+    load_templates,
+)
+from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.errors import ErrorCode
-from pytest_engagelab.server import CONTROL_PREFIX, OTPServer, TemplateSpecError, load_templates
 
 pytest_plugins = ["pytester"]
 

@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 from pytest_engagelab import OTPClient
-from pytest_engagelab._vcr import ActiveCassette
+from pytest_engagelab.cassettes.recorder import ActiveCassette
 from pytest_engagelab.errors import EngageLabError
 
 pytestmark = [

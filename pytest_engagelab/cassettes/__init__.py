@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
-    from pytest_engagelab._drift import DriftReport, InteractionDrift, check_drift
+    from pytest_engagelab.cassettes.drift import DriftReport, InteractionDrift, check_drift
 
 __all__ = [
     "AUTHORIZATION_PLACEHOLDER",
@@ -68,7 +68,7 @@ def __getattr__(name: str) -> Any:
     """The drift checker (and the emulator it runs) is imported on first use, not when
     pytest loads the plugin."""
     if name in _DRIFT_NAMES:
-        from pytest_engagelab import _drift
+        from pytest_engagelab.cassettes import drift as _drift
 
         value = getattr(_drift, name)
         globals()[name] = value

@@ -26,7 +26,6 @@ from typing import Any, Final, Literal, TypeVar
 import anyio
 import httpx
 
-from pytest_engagelab._emulator import Emulator, EmulatorEvent
 from pytest_engagelab.callbacks import (
     CALLBACK_HEADER,
     DEFAULT_BUSINESS_ID,
@@ -37,6 +36,7 @@ from pytest_engagelab.callbacks import (
     rows_for_event,
     sign_callback,
 )
+from pytest_engagelab.emulator.core import Emulator, EmulatorEvent
 
 __all__ = ["CallbackDispatcher", "Target", "dispatcher_for", "post", "resolve_target"]
 

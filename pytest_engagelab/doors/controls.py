@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, Unpack
 
-from pytest_engagelab._defaults import DEFAULT_BUSINESS_ID
-from pytest_engagelab._emulator import Emulator, InjectedError, Injection
-from pytest_engagelab._journal import SentMessage
-from pytest_engagelab._templates import Template
+from pytest_engagelab.emulator.core import Emulator, InjectedError, Injection
+from pytest_engagelab.emulator.defaults import DEFAULT_BUSINESS_ID
+from pytest_engagelab.emulator.journal import SentMessage
+from pytest_engagelab.emulator.templates import Template
 
 if TYPE_CHECKING:  # callback delivery is imported by the first test that uses it
     from pytest_engagelab.callbacks import CallbackDelivery
@@ -197,9 +197,9 @@ class EmulatorControls:
     def reset(self) -> None:
         """Forget everything sent, templates, limits, injections and queued callbacks."""
         self.emulator.reset()
-        from pytest_engagelab import _callback_delivery
+        from pytest_engagelab.doors import delivery
 
-        _callback_delivery.dispatcher_for(self.emulator).clear()
+        delivery.dispatcher_for(self.emulator).clear()
 
     def unfired_report(self) -> str | None:
         """A failure message naming injections that never fired, or ``None``."""
@@ -242,9 +242,9 @@ class EmulatorControls:
         is in seconds.  ``timestamps="emulator"`` signs with the emulator's clock
         instead of the wall clock.
         """
-        from pytest_engagelab import _callback_delivery
+        from pytest_engagelab.doors import delivery
 
-        _callback_delivery.configure(
+        delivery.configure(
             self.emulator,
             url=url,
             app=app,
@@ -262,9 +262,9 @@ class EmulatorControls:
     @property
     def pending_callbacks(self) -> list[dict[str, Any]]:
         """The callback rows queued and not yet delivered, oldest first (a copy)."""
-        from pytest_engagelab import _callback_delivery
+        from pytest_engagelab.doors import delivery
 
-        return _callback_delivery.dispatcher_for(self.emulator).pending
+        return delivery.dispatcher_for(self.emulator).pending
 
     def deliver_callbacks(self, *, raise_on_error: bool = True) -> list[CallbackDelivery]:
         """POST every queued callback now; return each request with the handler's answer.
@@ -275,16 +275,16 @@ class EmulatorControls:
         In an async test with an ASGI app, use :meth:`adeliver_callbacks`.
         """
         __tracebackhide__ = True
-        from pytest_engagelab import _callback_delivery
+        from pytest_engagelab.doors import delivery
 
-        return _callback_delivery.dispatcher_for(self.emulator).deliver(
+        return delivery.dispatcher_for(self.emulator).deliver(
             raise_on_error=raise_on_error
         )
 
     async def adeliver_callbacks(self, *, raise_on_error: bool = True) -> list[CallbackDelivery]:
         """:meth:`deliver_callbacks` for async tests."""
         __tracebackhide__ = True
-        from pytest_engagelab import _callback_delivery
+        from pytest_engagelab.doors import delivery
 
-        dispatcher = _callback_delivery.dispatcher_for(self.emulator)
+        dispatcher = delivery.dispatcher_for(self.emulator)
         return await dispatcher.adeliver(raise_on_error=raise_on_error)

@@ -1,6 +1,6 @@
 """The emulator core: EngageLab's OTP API as plain request -> answer, no HTTP library.
 
-The doors (respx in :mod:`pytest_engagelab.mock`, the loopback server, the drift
+The doors (respx in :mod:`pytest_engagelab.doors.mock`, the loopback server, the drift
 check) turn their requests into :meth:`Emulator.handle` calls and its
 :class:`EmulatorResponse` or :class:`Fault` back into their own kind of answer.
 
@@ -42,15 +42,15 @@ from typing import Any, Final, Literal
 
 import httpx
 
-from pytest_engagelab._clock import SEEDED_EPOCH, Clock
-from pytest_engagelab._defaults import (
+from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
+from pytest_engagelab.emulator.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_DEV_KEY,
     DEFAULT_DEV_SECRET,
     KeyStatus,
 )
-from pytest_engagelab._journal import Journal, SentMessage
-from pytest_engagelab._templates import (
+from pytest_engagelab.emulator.journal import Journal, SentMessage
+from pytest_engagelab.emulator.templates import (
     Template,
     TemplateConfigError,
     parse_strategy,

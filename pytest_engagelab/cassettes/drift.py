@@ -34,7 +34,7 @@ from typing import Any, Final
 
 import pytest
 
-from pytest_engagelab._emulator import Emulator, EmulatorResponse, Fault
+from pytest_engagelab.emulator.core import Emulator, EmulatorResponse, Fault
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, number_for
 

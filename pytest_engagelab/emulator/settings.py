@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_engagelab._defaults import (
+from pytest_engagelab.emulator.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_DEV_KEY,
     DEFAULT_DEV_SECRET,
@@ -15,7 +15,7 @@ from pytest_engagelab._defaults import (
 )
 
 if TYPE_CHECKING:  # the emulator is imported when the first one is built
-    from pytest_engagelab._emulator import Emulator
+    from pytest_engagelab.emulator.core import Emulator
 
 __all__ = ["INI_OPTIONS", "EngageLabSettings", "SettingsError"]
 
@@ -48,7 +48,7 @@ class EngageLabSettings:
 
     def build_emulator(self) -> Emulator:
         """A fresh emulator with these settings."""
-        from pytest_engagelab._emulator import Emulator
+        from pytest_engagelab.emulator.core import Emulator
 
         return Emulator(
             dev_key=self.dev_key,

@@ -1,0 +1,12 @@
+"""Doors: thin adapters that carry requests to the emulator core and answers back.
+
+* :mod:`~pytest_engagelab.doors.mock` — ``OTPMock``, in-process, on respx's httpx mocker;
+* :mod:`~pytest_engagelab.doors.server` — ``OTPServer``, a loopback HTTP/1.1 server;
+* :mod:`~pytest_engagelab.doors.controls` — the assertions, injections and clock every door
+  shares;
+* :mod:`~pytest_engagelab.doors.delivery` — callback delivery to the test's handler.
+
+A door owns its transport and nothing else: it translates requests into
+``Emulator.handle`` calls, and what a test injects (an ``httpx.Response``, an exception)
+into what its transport sends.  The package's ``__init__`` imports nothing.
+"""
