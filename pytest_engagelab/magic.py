@@ -6,7 +6,7 @@ channel of the template's strategy.  All of them sit in the ``+1 000`` range,
 which the North American numbering plan never assigns, so no real number (and
 no number a test is likely to make up) triggers them.
 
->>> from pytest_engagelab.errors import ErrorCode
+>>> from pytest_engagelab.emulator.codes import ErrorCode
 >>> from pytest_engagelab.magic import number_for
 >>> number_for(ErrorCode.BLACKLISTED)
 '+10000005013'
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Final
 
-from pytest_engagelab.errors import ErrorCode
+from pytest_engagelab.emulator.codes import ErrorCode
 
 __all__ = [
     "DELIVERY_ERROR_NUMBERS",

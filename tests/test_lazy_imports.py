@@ -79,3 +79,24 @@ def test_the_import_paths_users_already_use_keep_working() -> None:
     assert OTPServer is DoorServer
     assert callable(read_cassette)
     assert read_cassette.__module__.startswith("pytest_engagelab.cassettes")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "pytest_engagelab.emulator.core",
+        "pytest_engagelab.emulator.codes",
+        "pytest_engagelab.emulator.journal",
+        "pytest_engagelab.emulator.templates",
+        "pytest_engagelab.emulator.clock",
+        "pytest_engagelab.emulator.settings",
+        "pytest_engagelab.magic",
+    ],
+)
+def test_the_core_imports_no_http_library_socket_or_vcrpy(module: str) -> None:
+    doors = ("httpx", "respx", "vcr", "socket", "h11", "yaml", "pytest")
+    script = f"import sys, {module}\nprint(sorted(m for m in {doors!r} if m in sys.modules))\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"

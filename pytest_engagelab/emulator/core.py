@@ -38,11 +38,10 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
-
-import httpx
+from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
+from pytest_engagelab.emulator.codes import ErrorCode
 from pytest_engagelab.emulator.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_DEV_KEY,
@@ -56,7 +55,6 @@ from pytest_engagelab.emulator.templates import (
     parse_strategy,
     template_from_config,
 )
-from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, WHATSAPP_FALLBACK_NUMBER
 
 __all__ = [
@@ -71,6 +69,7 @@ __all__ = [
     "Fault",
     "InjectedError",
     "Injection",
+    "ResponseLike",
 ]
 
 LANGUAGES: Final = frozenset({"default", "zh_CN", "zh_HK", "en", "ja", "th", "es"})
@@ -91,8 +90,26 @@ ENDPOINTS: Final = (
 )  # EngageLab's documented limit on template_id
 _UNSEEDED: Final = random.Random()
 
+
+@runtime_checkable
+class ResponseLike(Protocol):
+    """A ready HTTP answer a test injects, shaped as an ``httpx.Response`` is.
+
+    The core imports no HTTP library: it reads any object with these three members,
+    so ``fail_next(httpx.Response(502))`` works without the core knowing httpx.
+    """
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def read(self) -> bytes: ...
+
+
 #: What a test can inject: a documented code, a ready answer, or an exception to raise.
-InjectedError = ErrorCode | httpx.Response | BaseException
+InjectedError = ErrorCode | ResponseLike | BaseException
 
 
 @dataclass(frozen=True)
@@ -150,7 +167,7 @@ class Injection:
         error = self.error
         if isinstance(error, ErrorCode):
             what = f"ErrorCode.{error.name}"
-        elif isinstance(error, httpx.Response):
+        elif isinstance(error, ResponseLike):
             what = f"<Response [{error.status_code}]>"
         else:
             what = f"{type(error).__name__}({str(error)!r})"
@@ -168,7 +185,7 @@ class _Incoming:
     path: str
     headers: Mapping[str, str]
     body: bytes
-    request: httpx.Request | None
+    request: Any
 
 
 @dataclass
@@ -422,7 +439,7 @@ class Emulator:
         error = injection.error
         if isinstance(error, ErrorCode):
             return error_body(error, error.default_message)
-        if isinstance(error, httpx.Response):
+        if isinstance(error, ResponseLike):
             content = error.read()
             headers = tuple((k.lower(), v) for k, v in error.headers.items())
             return EmulatorResponse(error.status_code, content, headers)
@@ -475,10 +492,12 @@ class Emulator:
         headers: Mapping[str, str],
         body: bytes,
         *,
-        request: httpx.Request | None = None,
+        request: Any = None,
     ) -> EmulatorResponse | Fault:
         """Answer one request.  ``headers`` must look keys up case-insensitively
-        (an ``httpx.Headers``) or have lower-case keys; ``path`` may carry a query."""
+        (an ``httpx.Headers``) or have lower-case keys; ``path`` may carry a query.
+        ``request`` is the door's own request object (an ``httpx.Request`` under
+        ``otp_mock``), kept on the journal entry for the test and never read here."""
         path = path.split("?", 1)[0].rstrip("/") or "/"
         method = method.upper()
         with self._lock:
@@ -825,7 +844,7 @@ class Emulator:
 
 
 def _check_injectable(error: object) -> None:
-    if not isinstance(error, ErrorCode | httpx.Response | BaseException):
+    if not isinstance(error, ErrorCode | ResponseLike | BaseException):
         raise TypeError(
             "an injected error must be an ErrorCode, an httpx.Response (see "
             f"pytest_engagelab.errors) or an exception instance, not {type(error).__name__}"
