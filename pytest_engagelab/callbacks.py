@@ -633,7 +633,7 @@ def check_callback_url(
     It passes when the answer is HTTP 200 within ``timeout`` seconds (3 by
     default, as EngageLab requires).  Call it where no event loop is running.
     """
-    from pytest_engagelab.doors.delivery import post, resolve_target
+    from pytest_engagelab.doors.transport import post, resolve_target
 
     target = resolve_target(url, app, timeout)
     headers = {"Content-Type": "application/json"}

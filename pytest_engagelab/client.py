@@ -38,6 +38,7 @@ from typing import Any, Final, Generic, TypeVar
 import httpx
 
 from pytest_engagelab._version import __version__
+from pytest_engagelab.emulator.auth import basic_authorization
 from pytest_engagelab.errors import EngageLabError, RequestTimeout, TransportError
 
 __all__ = [
@@ -236,8 +237,7 @@ class _Credentials:
     __slots__ = ("_header", "_key_length")
 
     def __init__(self, dev_key: str, dev_secret: str) -> None:
-        token = base64.b64encode(f"{dev_key}:{dev_secret}".encode()).decode("ascii")
-        self._header = f"Basic {token}"
+        self._header = basic_authorization(dev_key, dev_secret)
         self._key_length = len(dev_key)
 
     @property

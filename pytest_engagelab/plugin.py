@@ -12,14 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_engagelab.cassettes import (
-    RECORD_MODES,
-    CassetteSettings,
-    Credentials,
-    cassette_path,
-    cassette_settings,
-    shared_cassettes,
-)
+from pytest_engagelab.cassettes.credentials import Credentials
+from pytest_engagelab.cassettes.files import cassette_path, shared_cassettes
+from pytest_engagelab.cassettes.settings import RECORD_MODES, CassetteSettings, cassette_settings
 from pytest_engagelab.emulator.settings import (
     INI_OPTIONS,
     MARKER_KEYWORDS,
@@ -304,13 +299,14 @@ def pytest_runtest_makereport(
     if report.when == "call":
         item.stash[_CALL_REPORT_KEY] = report
     if call.excinfo is not None and report.failed:
-        from pytest_engagelab.cassettes import CassetteMiss, miss_report
+        from pytest_engagelab.cassettes.errors import CassetteMiss
+        from pytest_engagelab.cassettes.reports import miss_report
 
         if call.excinfo.errisinstance(CassetteMiss):
             report.longrepr = miss_report(call.excinfo, item.path)
     active = item.stash.get(_ACTIVE_KEY, None)
     if active is not None:  # real credentials may be about: keep them out of reports
-        from pytest_engagelab.cassettes import scrub_report
+        from pytest_engagelab.cassettes.reports import scrub_report
 
         scrub_report(report, active.scrubber)
     return report

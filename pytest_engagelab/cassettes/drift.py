@@ -23,7 +23,6 @@ elements) are compared.
 
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import urllib.parse
@@ -34,6 +33,7 @@ from typing import Any, Final
 
 import pytest
 
+from pytest_engagelab.emulator.auth import basic_authorization
 from pytest_engagelab.emulator.core import Emulator, EmulatorResponse, Fault
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, number_for
@@ -132,7 +132,7 @@ def check_drift(
         print(report.format())
         raise SystemExit(0 if report.ok else 1)
     """
-    from pytest_engagelab.cassettes import CassetteError
+    from pytest_engagelab.cassettes.errors import CassetteError
 
     directory = Path(cassette_dir)
     report = DriftReport(directory)
@@ -151,7 +151,7 @@ def check_cassette(
     path: Path, *, emulator_factory: EmulatorFactory | None = None
 ) -> list[InteractionDrift]:
     """The drift of each interaction of one cassette (raises ``CassetteError`` if unreadable)."""
-    from pytest_engagelab.cassettes import read_cassette
+    from pytest_engagelab.cassettes.files import read_cassette
 
     data = read_cassette(path)
     emulator = (
@@ -195,13 +195,12 @@ class _Replay:
     def __init__(self, emulator: Emulator, base_path: str) -> None:
         self.emulator = emulator
         self.base_path = base_path
-        secret = f"{emulator.dev_key}:{emulator.dev_secret}".encode()
-        self.authorization = "Basic " + base64.b64encode(secret).decode("ascii")
+        self.authorization = basic_authorization(emulator.dev_key, emulator.dev_secret)
         self.ids: dict[str, tuple[str, str | None]] = {}
         self.primed = 0
 
     def run(self, cassette: Path, number: int, interaction: dict[str, Any]) -> InteractionDrift:
-        from pytest_engagelab.cassettes import AUTHORIZATION_PLACEHOLDER
+        from pytest_engagelab.cassettes.scrub import AUTHORIZATION_PLACEHOLDER
 
         request, response = interaction["request"], interaction["response"]
         method = str(request.get("method", "GET")).upper()
@@ -512,7 +511,7 @@ class DriftItem(pytest.Item):
 
 def collect_drift_items(session: pytest.Session, directory: Path) -> list[pytest.Item]:
     """One item per recorded interaction under ``directory`` (one per unreadable cassette)."""
-    from pytest_engagelab.cassettes import CassetteError
+    from pytest_engagelab.cassettes.errors import CassetteError
 
     items: list[pytest.Item] = []
     rootdir = session.config.rootpath

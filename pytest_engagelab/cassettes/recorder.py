@@ -15,14 +15,12 @@ from typing import Any, Final
 import vcr  # type: ignore[import-untyped]
 from vcr.cassette import Cassette, CassetteContextDecorator  # type: ignore[import-untyped]
 
-from pytest_engagelab.cassettes import (
-    AtomicPersister,
-    CassetteMiss,
-    CassetteSettings,
-    Credentials,
-    Scrubber,
-    json_body,
-)
+from pytest_engagelab.cassettes.credentials import Credentials
+from pytest_engagelab.cassettes.errors import CassetteMiss
+from pytest_engagelab.cassettes.files import AtomicPersister
+from pytest_engagelab.cassettes.matching import json_body
+from pytest_engagelab.cassettes.scrub import Scrubber
+from pytest_engagelab.cassettes.settings import CassetteSettings
 
 __all__ = ["ActiveCassette"]
 

@@ -32,7 +32,6 @@ import copy
 import hmac
 import json
 import random
-import re
 import string
 import threading
 from collections import OrderedDict
@@ -40,6 +39,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+from pytest_engagelab.emulator import recipients
+from pytest_engagelab.emulator.auth import basic_authorization
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
 from pytest_engagelab.emulator.codes import ErrorCode
 from pytest_engagelab.emulator.defaults import (
@@ -74,8 +75,6 @@ __all__ = [
 
 LANGUAGES: Final = frozenset({"default", "zh_CN", "zh_HK", "en", "ja", "th", "es"})
 _LANGUAGE_LIST: Final = ", ".join(sorted(LANGUAGES))
-_E164: Final = re.compile(r"\+[1-9][0-9]{6,14}")
-_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _SNOWFLAKE_EPOCH_MS: Final = 1_288_834_974_657
 _JSON_HEADERS: Final = (("content-type", "application/json"),)
 _TEMPLATE_ID_MAX: Final = 128
@@ -292,7 +291,7 @@ class Emulator:
             raise ValueError("max_verify_attempts must be at least 1 or None")
         self._lock = threading.RLock()
         self.dev_key = dev_key
-        self._auth = "Basic " + base64.b64encode(f"{dev_key}:{dev_secret}".encode()).decode()
+        self._auth = basic_authorization(dev_key, dev_secret)
         self._secret = dev_secret
         self.strict_templates = strict_templates
         self.seed = seed
@@ -635,8 +634,8 @@ class Emulator:
         )
 
     def _check_recipient(self, to: str, template: Template) -> None:
-        is_phone = _E164.fullmatch(to) is not None
-        is_email = not is_phone and _EMAIL.fullmatch(to) is not None
+        is_phone = recipients.is_phone(to)
+        is_email = not is_phone and recipients.is_email(to)
         if not is_phone and not is_email:
             raise _Reject(
                 ErrorCode.INVALID_PHONE_NUMBER,
