@@ -20,17 +20,14 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from pytest_engagelab.doors.mock import OTPMock
     from pytest_engagelab.doors.server import OTPServer
     from pytest_engagelab.emulator.clock import Clock
-    from pytest_engagelab.emulator.core import (
+    from pytest_engagelab.emulator.core import Emulator
+    from pytest_engagelab.emulator.defaults import (
         DEFAULT_BASE_URL,
         DEFAULT_DEV_KEY,
         DEFAULT_DEV_SECRET,
-        Emulator,
-        EmulatorEvent,
-        EmulatorResponse,
-        Fault,
-        Injection,
     )
     from pytest_engagelab.emulator.journal import SentMessage
+    from pytest_engagelab.emulator.model import EmulatorEvent, EmulatorResponse, Fault, Injection
     from pytest_engagelab.emulator.settings import EngageLabSettings
     from pytest_engagelab.emulator.templates import Template
     from pytest_engagelab.errors import EngageLabError, ErrorCode
@@ -77,13 +74,13 @@ _WHERE: dict[str, str] = {
     "Clock": "pytest_engagelab.emulator.clock",
     "DriftReport": "pytest_engagelab.cassettes.drift",
     "Emulator": "pytest_engagelab.emulator.core",
-    "EmulatorEvent": "pytest_engagelab.emulator.core",
-    "EmulatorResponse": "pytest_engagelab.emulator.core",
+    "EmulatorEvent": "pytest_engagelab.emulator.model",
+    "EmulatorResponse": "pytest_engagelab.emulator.model",
     "EngageLabError": "pytest_engagelab.errors",
     "EngageLabSettings": "pytest_engagelab.emulator.settings",
     "ErrorCode": "pytest_engagelab.errors",
-    "Fault": "pytest_engagelab.emulator.core",
-    "Injection": "pytest_engagelab.emulator.core",
+    "Fault": "pytest_engagelab.emulator.model",
+    "Injection": "pytest_engagelab.emulator.model",
     "MessageCriteria": "pytest_engagelab.doors.controls",
     "OTPClient": "pytest_engagelab.client",
     "OTPMock": "pytest_engagelab.doors.mock",

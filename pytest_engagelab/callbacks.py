@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Literal, get_args
 
-from pytest_engagelab.emulator.core import EmulatorEvent
 from pytest_engagelab.emulator.defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab.emulator.journal import SentMessage
+from pytest_engagelab.emulator.model import EmulatorEvent
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS
 

@@ -34,7 +34,8 @@ from typing import Any, Final
 import pytest
 
 from pytest_engagelab.emulator.auth import basic_authorization
-from pytest_engagelab.emulator.core import Emulator, EmulatorResponse, Fault
+from pytest_engagelab.emulator.core import Emulator
+from pytest_engagelab.emulator.model import EmulatorResponse, Fault
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, number_for
 

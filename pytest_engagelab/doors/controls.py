@@ -11,9 +11,10 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, Unpack
 
-from pytest_engagelab.emulator.core import Emulator, InjectedError, Injection
+from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab.emulator.journal import SentMessage
+from pytest_engagelab.emulator.model import InjectedError, Injection
 from pytest_engagelab.emulator.templates import Template
 
 if TYPE_CHECKING:  # callback delivery is imported by the first test that uses it

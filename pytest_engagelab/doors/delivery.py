@@ -31,7 +31,8 @@ from pytest_engagelab.callbacks import (
     sign_callback,
 )
 from pytest_engagelab.doors.transport import Answer, Target, apost, resolve_target, run_sync
-from pytest_engagelab.emulator.core import Emulator, EmulatorEvent
+from pytest_engagelab.emulator.core import Emulator
+from pytest_engagelab.emulator.model import EmulatorEvent
 
 __all__ = ["CallbackDispatcher", "dispatcher_for"]
 

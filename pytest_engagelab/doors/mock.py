@@ -14,7 +14,8 @@ from respx.mocks import Mocker
 from respx.models import AllMockedAssertionError, PassThrough
 
 from pytest_engagelab.doors.controls import EmulatorControls
-from pytest_engagelab.emulator.core import DEFAULT_BASE_URL, Emulator, Fault
+from pytest_engagelab.emulator.core import DEFAULT_BASE_URL, Emulator
+from pytest_engagelab.emulator.model import Fault
 
 __all__ = ["OTPMock"]
 

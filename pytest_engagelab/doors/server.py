@@ -50,14 +50,9 @@ import httpx
 from pytest_engagelab._version import __version__
 from pytest_engagelab.doors.controls import EmulatorControls
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
-from pytest_engagelab.emulator.core import (
-    Emulator,
-    EmulatorResponse,
-    Fault,
-    InjectedError,
-    error_body,
-)
+from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.journal import SentMessage
+from pytest_engagelab.emulator.model import EmulatorResponse, Fault, InjectedError, error_body
 from pytest_engagelab.emulator.templates import TemplateConfigError, template_from_config
 from pytest_engagelab.errors import ErrorCode
 

@@ -36,8 +36,7 @@ import string
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from pytest_engagelab.emulator import recipients
 from pytest_engagelab.emulator.auth import basic_authorization
@@ -50,6 +49,29 @@ from pytest_engagelab.emulator.defaults import (
     KeyStatus,
 )
 from pytest_engagelab.emulator.journal import Journal, SentMessage
+from pytest_engagelab.emulator.model import (
+    ENDPOINTS,
+    LANGUAGE_LIST,
+    LANGUAGES,
+    SNOWFLAKE_EPOCH_MS,
+    TEMPLATE_ID_MAX,
+    UNSEEDED,
+    EmulatorEvent,
+    EmulatorResponse,
+    Fault,
+    Incoming,
+    InjectedError,
+    Injection,
+    Issued,
+    Reject,
+    ResponseLike,
+    Send,
+    check_injectable,
+    dumps,
+    error_body,
+    parse_params,
+    require_str,
+)
 from pytest_engagelab.emulator.templates import (
     Template,
     TemplateConfigError,
@@ -72,193 +94,6 @@ __all__ = [
     "Injection",
     "ResponseLike",
 ]
-
-LANGUAGES: Final = frozenset({"default", "zh_CN", "zh_HK", "en", "ja", "th", "es"})
-_LANGUAGE_LIST: Final = ", ".join(sorted(LANGUAGES))
-_SNOWFLAKE_EPOCH_MS: Final = 1_288_834_974_657
-_JSON_HEADERS: Final = (("content-type", "application/json"),)
-_TEMPLATE_ID_MAX: Final = 128
-#: The endpoints as ``fail_next(endpoint=...)`` names them.
-ENDPOINTS: Final = (
-    "/v1/messages",
-    "/v1/codes",
-    "/v1/custom-messages",
-    "/v1/verifications",
-    "/v1/template-configs",
-    "/v1/template-configs/{id}",
-)  # EngageLab's documented limit on template_id
-_UNSEEDED: Final = random.Random()
-
-
-@runtime_checkable
-class ResponseLike(Protocol):
-    """A ready HTTP answer a test injects, shaped as an ``httpx.Response`` is.
-
-    The core imports no HTTP library: it reads any object with these three members,
-    so ``fail_next(httpx.Response(502))`` works without the core knowing httpx.
-    """
-
-    @property
-    def status_code(self) -> int: ...
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    def read(self) -> bytes: ...
-
-
-#: What a test can inject: a documented code, a ready answer, or an exception to raise.
-InjectedError = ErrorCode | ResponseLike | BaseException
-
-
-@dataclass(frozen=True)
-class EmulatorResponse:
-    """The emulator's answer: status, headers and body bytes."""
-
-    status: int
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = _JSON_HEADERS
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass(frozen=True)
-class Fault:
-    """No answer: the door raises ``exception`` (respx) or drops the connection (server)."""
-
-    exception: BaseException
-
-
-@dataclass(frozen=True)
-class EmulatorEvent:
-    """Something happened to a message: for callbacks and other observers.
-
-    ``kind`` is ``"sent"``, ``"send_failed"``, ``"verified"``,
-    ``"verify_failed"`` (a wrong code) or ``"expired"`` (the code's validity
-    ran out unverified, noticed when the clock moves).
-    """
-
-    kind: Literal["sent", "send_failed", "verified", "verify_failed", "expired"]
-    at: float
-    to: str
-    template_id: str
-    message: SentMessage | None = None
-    error: ErrorCode | None = None
-    error_message: str = ""
-
-
-@dataclass
-class Injection:
-    """A failure injected with ``fail_next`` or ``fail_for``."""
-
-    error: InjectedError
-    times: int | None
-    to: str | None = None
-    endpoint: str | None = None
-    fired: int = 0
-
-    @property
-    def exhausted(self) -> bool:
-        return self.times is not None and self.fired >= self.times
-
-    def describe(self) -> str:
-        error = self.error
-        if isinstance(error, ErrorCode):
-            what = f"ErrorCode.{error.name}"
-        elif isinstance(error, ResponseLike):
-            what = f"<Response [{error.status_code}]>"
-        else:
-            what = f"{type(error).__name__}({str(error)!r})"
-        if self.to is not None:
-            return f"fail_for({self.to!r}, {what}) (fired {self.fired} times)"
-        where = f", endpoint={self.endpoint!r}" if self.endpoint else ""
-        return f"fail_next({what}, times={self.times}{where}) (fired {self.fired} of {self.times})"
-
-
-@dataclass(frozen=True)
-class _Incoming:
-    """One request as a route handler sees it."""
-
-    method: str
-    path: str
-    headers: Mapping[str, str]
-    body: bytes
-    request: Any
-
-
-@dataclass
-class _Issued:
-    message: SentMessage
-    verifiable: bool
-    attempts: int = 0
-    verified: bool = False
-    expired_reported: bool = False
-
-
-class _Reject(Exception):
-    """Internal: answer with this code and message."""
-
-    def __init__(self, code: ErrorCode, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = code.http_status if status is None else status
-
-
-@dataclass
-class _Send:
-    endpoint: str
-    recipients: tuple[str, ...]
-    template_id: str
-    language: str
-    params: dict[str, str]
-    code: str | None
-    verifiable: bool
-    rate_limited: bool = True
-
-
-def _dumps(payload: Any) -> bytes:
-    # A lone surrogate parsed from a "\ud800" escape cannot be UTF-8 encoded; write it
-    # back as the same JSON escape instead of failing.
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8", errors="backslashreplace")
-
-
-def error_body(code: ErrorCode, message: str, status: int | None = None) -> EmulatorResponse:
-    """The documented error answer."""
-    return EmulatorResponse(
-        code.http_status if status is None else status,
-        _dumps({"code": int(code), "message": message}),
-    )
-
-
-def _require_str(body: Mapping[str, Any], name: str, *, prefix: str = "") -> str:
-    value = body.get(name)
-    label = f"{prefix}{name}"
-    if value is None:
-        raise _Reject(ErrorCode.INVALID_PARAMS, f"{label} is required")
-    if not isinstance(value, str):
-        raise _Reject(ErrorCode.INVALID_PARAMS, f"{label} must be a string")
-    if not value.strip():
-        raise _Reject(ErrorCode.INVALID_PARAMS, f"{label} must not be empty")
-    return value
-
-
-def _params(template: Mapping[str, Any]) -> dict[str, str]:
-    params = template.get("params")
-    if params is None:
-        return {}
-    if not isinstance(params, dict):
-        raise _Reject(ErrorCode.INVALID_PARAMS, "template.params must be an object of strings")
-    for key, value in params.items():
-        if not isinstance(value, str):
-            raise _Reject(
-                ErrorCode.INVALID_PARAMS,
-                f"template.params.{key} must be a string, not {type(value).__name__}",
-            )
-    return dict(params)
-
 
 class Emulator:
     """EngageLab's OTP API in memory: templates, codes, a clock, limits and a journal.
@@ -312,11 +147,11 @@ class Emulator:
     def _reset_state(self) -> None:
         # Seeding a generator from the OS costs more than the rest of an emulator: unseeded
         # emulators draw from one generator, seeded ones each get their own sequence.
-        self._rng = random.Random(self.seed) if self.seed is not None else _UNSEEDED
+        self._rng = random.Random(self.seed) if self.seed is not None else UNSEEDED
         self._worker = self._rng.getrandbits(10)
         self._last_id = 0
         self._templates: dict[str, Template] = {}
-        self._issued: OrderedDict[str, _Issued] = OrderedDict()
+        self._issued: OrderedDict[str, Issued] = OrderedDict()
         self._limits: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._last_codes: dict[str, str] = {}
         self._injections: list[Injection] = []
@@ -392,7 +227,7 @@ class Emulator:
         if template is not None:
             return template
         if self.strict_templates:
-            raise _Reject(ErrorCode.NOT_FOUND, f"template {template_id!r} does not exist")
+            raise Reject(ErrorCode.NOT_FOUND, f"template {template_id!r} does not exist")
         return Template(template_id=template_id)
 
     # -- injections ------------------------------------------------------------------
@@ -401,7 +236,7 @@ class Emulator:
         self, error: InjectedError, *, times: int = 1, endpoint: str | None = None
     ) -> Injection:
         """The next ``times`` requests (to ``endpoint`` only, if given) fail with ``error``."""
-        _check_injectable(error)
+        check_injectable(error)
         if isinstance(times, bool) or not isinstance(times, int) or times < 1:
             raise ValueError(f"times must be an integer of at least 1, not {times!r}")
         if endpoint is not None and endpoint not in ENDPOINTS:
@@ -416,7 +251,7 @@ class Emulator:
 
     def fail_for(self, to: str, error: InjectedError) -> Injection:
         """Every send to ``to`` fails with ``error``, for the rest of the test."""
-        _check_injectable(error)
+        check_injectable(error)
         if not isinstance(to, str) or not to:
             raise ValueError(f"fail_for() needs the recipient as a non-empty string, not {to!r}")
         injection = Injection(error, None, to=to)
@@ -506,8 +341,8 @@ class Emulator:
                 if injection is not None:
                     return self._fire(injection)
                 self._authenticate(headers, route[0])
-                return route[1](_Incoming(method, path, headers, body, request))
-            except _Reject as reject:
+                return route[1](Incoming(method, path, headers, body, request))
+            except Reject as reject:
                 return error_body(reject.code, reject.message, reject.status)
             except Exception as bug:  # never a traceback on the wire
                 return error_body(
@@ -518,7 +353,7 @@ class Emulator:
 
     # -- routing -----------------------------------------------------------------------
 
-    _Handler = Callable[[_Incoming], EmulatorResponse | Fault]
+    _Handler = Callable[[Incoming], EmulatorResponse | Fault]
 
     def _route(self, method: str, path: str) -> tuple[str, Emulator._Handler]:
         posts: dict[str, Emulator._Handler] = {
@@ -529,100 +364,100 @@ class Emulator:
         }
         if path in posts:
             if method != "POST":
-                raise _Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use POST", 405)
+                raise Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use POST", 405)
             return path, posts[path]
         if path == "/v1/template-configs":
             if method == "POST":
                 return path, self._post_template_config
             if method == "GET":
                 return path, self._list_template_configs
-            raise _Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use GET or POST", 405)
+            raise Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use GET or POST", 405)
         if path.startswith("/v1/template-configs/") and path.count("/") == 3:
             if method in ("GET", "DELETE"):
                 return "/v1/template-configs/{id}", self._template_config_item
-            raise _Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use GET or DELETE", 405)
-        raise _Reject(ErrorCode.NOT_FOUND, f"no such endpoint: {method} {path}", 404)
+            raise Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use GET or DELETE", 405)
+        raise Reject(ErrorCode.NOT_FOUND, f"no such endpoint: {method} {path}", 404)
 
     def _authenticate(self, headers: Mapping[str, str], endpoint: str) -> None:
         given = headers.get("authorization")
         if not given:
-            raise _Reject(ErrorCode.AUTH_FAILED, "authentication failed: no Authorization header")
+            raise Reject(ErrorCode.AUTH_FAILED, "authentication failed: no Authorization header")
         if not given.startswith("Basic "):
-            raise _Reject(
+            raise Reject(
                 ErrorCode.AUTH_FAILED, "authentication failed: use Basic base64(dev_key:dev_secret)"
             )
         try:
             base64.b64decode(given[6:].strip(), validate=True)
         except (binascii.Error, ValueError):
-            raise _Reject(
+            raise Reject(
                 ErrorCode.AUTH_FAILED, "authentication failed: Authorization is not valid base64"
             ) from None
         if not hmac.compare_digest(given.strip().encode(), self._auth.encode()):
-            raise _Reject(ErrorCode.AUTH_FAILED, "authentication failed: wrong dev_key or secret")
+            raise Reject(ErrorCode.AUTH_FAILED, "authentication failed: wrong dev_key or secret")
         if self.key_status != "active":
-            raise _Reject(
+            raise Reject(
                 ErrorCode.AUTH_EXPIRED, f"authentication failed: the key is {self.key_status}"
             )
         if endpoint in self.forbidden_endpoints:
-            raise _Reject(ErrorCode.PERMISSION_DENIED, f"no permission to call {endpoint}")
+            raise Reject(ErrorCode.PERMISSION_DENIED, f"no permission to call {endpoint}")
 
     @staticmethod
-    def _json_object(incoming: _Incoming) -> dict[str, Any]:
+    def _json_object(incoming: Incoming) -> dict[str, Any]:
         body = incoming.body
         content_type = incoming.headers.get("content-type", "")
         if "json" not in content_type.lower():
-            raise _Reject(
+            raise Reject(
                 ErrorCode.INVALID_FORMAT,
                 f"Content-Type must be application/json, not {content_type or 'missing'!r}",
             )
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            raise _Reject(ErrorCode.INVALID_FORMAT, "the request body is not valid JSON") from None
+            raise Reject(ErrorCode.INVALID_FORMAT, "the request body is not valid JSON") from None
         except RecursionError:
-            raise _Reject(ErrorCode.INVALID_FORMAT, "the request body nests too deeply") from None
+            raise Reject(ErrorCode.INVALID_FORMAT, "the request body nests too deeply") from None
         if not isinstance(payload, dict):
-            raise _Reject(ErrorCode.INVALID_FORMAT, "the request body must be a JSON object")
+            raise Reject(ErrorCode.INVALID_FORMAT, "the request body must be a JSON object")
         return payload
 
     # -- sending ---------------------------------------------------------------------
 
-    def _parse_send(self, endpoint: str, payload: dict[str, Any]) -> _Send:
+    def _parse_send(self, endpoint: str, payload: dict[str, Any]) -> Send:
         raw_to = payload.get("to")
         recipients: tuple[str, ...]
         if endpoint == "/v1/custom-messages" and isinstance(raw_to, list):
             if not raw_to or not all(isinstance(t, str) and t.strip() for t in raw_to):
-                raise _Reject(
+                raise Reject(
                     ErrorCode.INVALID_PARAMS, "to must be a string or a non-empty list of strings"
                 )
             recipients = tuple(raw_to)
         else:
-            recipients = (_require_str(payload, "to"),)
+            recipients = (require_str(payload, "to"),)
         template = payload.get("template")
         if template is None:
-            raise _Reject(ErrorCode.INVALID_PARAMS, "template is required")
+            raise Reject(ErrorCode.INVALID_PARAMS, "template is required")
         if not isinstance(template, dict):
-            raise _Reject(ErrorCode.INVALID_PARAMS, "template must be an object")
-        template_id = _require_str(template, "id", prefix="template.")
-        if len(template_id) > _TEMPLATE_ID_MAX:
-            raise _Reject(
+            raise Reject(ErrorCode.INVALID_PARAMS, "template must be an object")
+        template_id = require_str(template, "id", prefix="template.")
+        if len(template_id) > TEMPLATE_ID_MAX:
+            raise Reject(
                 ErrorCode.INVALID_PARAMS,
-                f"template.id is longer than {_TEMPLATE_ID_MAX} characters",
+                f"template.id is longer than {TEMPLATE_ID_MAX} characters",
             )
         language = "default"
         if endpoint != "/v1/custom-messages" and template.get("language") is not None:
             language = template["language"]
             if not isinstance(language, str) or language not in LANGUAGES:
-                raise _Reject(
+                raise Reject(
                     ErrorCode.INVALID_PARAMS,
                     f"template.language {language!r} is not supported; use one of: "
-                    f"{_LANGUAGE_LIST}",
+                    f"{LANGUAGE_LIST}",
                 )
-        params = _params(template)
+        params = parse_params(template)
         code: str | None = None
         if endpoint == "/v1/codes":
-            code = _require_str(payload, "code")
-        return _Send(
+            code = require_str(payload, "code")
+        return Send(
             endpoint=endpoint,
             recipients=recipients,
             template_id=template_id,
@@ -637,19 +472,19 @@ class Emulator:
         is_phone = recipients.is_phone(to)
         is_email = not is_phone and recipients.is_email(to)
         if not is_phone and not is_email:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.INVALID_PHONE_NUMBER,
                 f"invalid phone number format: {to!r} is neither E.164 (+6598765432) "
                 "nor an e-mail address",
             )
         channels = template.channels
         if is_phone and channels == {"email"}:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.VALIDATION_FAILED,
                 f"template {template.template_id!r} sends only e-mail; {to!r} is a phone number",
             )
         if is_email and "email" not in channels:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.VALIDATION_FAILED,
                 f"template {template.template_id!r} has no email channel "
                 f"({template.strategy_text}); {to!r} is an e-mail address",
@@ -667,13 +502,13 @@ class Emulator:
             return error_body(code, code.default_message), code
         return None
 
-    def _post_send(self, incoming: _Incoming) -> EmulatorResponse | Fault:
+    def _post_send(self, incoming: Incoming) -> EmulatorResponse | Fault:
         endpoint, request = incoming.path, incoming.request
         send = self._parse_send(endpoint, self._json_object(incoming))
         template = self._template(send.template_id)
         custom = endpoint == "/v1/custom-messages"
         if custom and template.verification and "code" not in send.params:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.INVALID_PARAMS,
                 f"template.params.code is required: {send.template_id!r} is a verification-code "
                 "template",
@@ -700,7 +535,7 @@ class Emulator:
             for to in send.recipients:
                 until = self._limits.get((send.template_id, to))
                 if until is not None and now < until:
-                    raise _Reject(
+                    raise Reject(
                         ErrorCode.FREQUENCY_LIMITED,
                         f"frequency limit: template {send.template_id!r} was sent to {to!r} "
                         f"{template.ttl - (until - now):.0f}s ago; wait until the code expires "
@@ -739,10 +574,10 @@ class Emulator:
                 self._limits[(send.template_id, to)] = now + template.ttl
                 self._trim(self._limits)
             self._emit(EmulatorEvent("sent", now, to, send.template_id, message))
-        return EmulatorResponse(200, _dumps({"message_id": message_id, "send_channel": first}))
+        return EmulatorResponse(200, dumps({"message_id": message_id, "send_channel": first}))
 
     def _remember(self, message: SentMessage, verifiable: bool) -> None:
-        self._issued[message.message_id] = _Issued(message, verifiable)
+        self._issued[message.message_id] = Issued(message, verifiable)
         self._trim(self._issued)
         self._last_codes.pop(message.to, None)  # re-insert: the oldest entry is trimmed first
         self._last_codes[message.to] = message.code
@@ -755,7 +590,7 @@ class Emulator:
                 store.popitem(last=False)
 
     def _next_id(self) -> str:
-        millis = int(self.clock.now() * 1000) - _SNOWFLAKE_EPOCH_MS
+        millis = int(self.clock.now() * 1000) - SNOWFLAKE_EPOCH_MS
         candidate = (max(millis, 0) << 22) | (self._worker << 12)
         self._last_id = max(candidate, self._last_id + 1)
         return str(self._last_id)
@@ -772,31 +607,31 @@ class Emulator:
 
     # -- verification ----------------------------------------------------------------
 
-    def _post_verification(self, incoming: _Incoming) -> EmulatorResponse:
+    def _post_verification(self, incoming: Incoming) -> EmulatorResponse:
         payload = self._json_object(incoming)
-        message_id = _require_str(payload, "message_id")
-        verify_code = _require_str(payload, "verify_code")
+        message_id = require_str(payload, "message_id")
+        verify_code = require_str(payload, "verify_code")
         issued = self._issued.get(message_id)
         if issued is None:
-            raise _Reject(ErrorCode.NOT_FOUND, f"message_id {message_id!r} does not exist")
+            raise Reject(ErrorCode.NOT_FOUND, f"message_id {message_id!r} does not exist")
         message = issued.message
         if not issued.verifiable:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.VALIDATION_FAILED,
                 f"message {message_id!r} was sent through {message.endpoint}, whose codes the "
                 "caller verifies itself",
             )
         if issued.verified:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.VALIDATION_FAILED, f"message {message_id!r} was already verified"
             )
         now = self.clock.now()
         if now >= message.expires_at:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.VALIDATION_FAILED, f"the code of message {message_id!r} has expired"
             )
         if self.max_verify_attempts is not None and issued.attempts >= self.max_verify_attempts:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.VALIDATION_FAILED,
                 f"too many wrong codes for message {message_id!r} "
                 f"({self.max_verify_attempts} allowed)",
@@ -811,40 +646,32 @@ class Emulator:
         kind: Literal["verified", "verify_failed"] = "verified" if verified else "verify_failed"
         self._emit(EmulatorEvent(kind, now, message.to, message.template_id, message))
         answer = {"message_id": message_id, "verify_code": verify_code, "verified": verified}
-        return EmulatorResponse(200, _dumps(answer))
+        return EmulatorResponse(200, dumps(answer))
 
     # -- template configs --------------------------------------------------------------
 
-    def _post_template_config(self, incoming: _Incoming) -> EmulatorResponse:
+    def _post_template_config(self, incoming: Incoming) -> EmulatorResponse:
         payload = self._json_object(incoming)
         try:
             template = template_from_config(payload)
         except TemplateConfigError as error:
-            raise _Reject(ErrorCode.INVALID_PARAMS, str(error)) from None
+            raise Reject(ErrorCode.INVALID_PARAMS, str(error)) from None
         if template.template_id in self._templates:
-            raise _Reject(
+            raise Reject(
                 ErrorCode.VALIDATION_FAILED, f"template {template.template_id!r} already exists"
             )
         self._templates[template.template_id] = template
-        return EmulatorResponse(200, _dumps({"code": 0, "message": "success"}))
+        return EmulatorResponse(200, dumps({"code": 0, "message": "success"}))
 
-    def _list_template_configs(self, incoming: _Incoming) -> EmulatorResponse:
-        return EmulatorResponse(200, _dumps([t.summary() for t in self._templates.values()]))
+    def _list_template_configs(self, incoming: Incoming) -> EmulatorResponse:
+        return EmulatorResponse(200, dumps([t.summary() for t in self._templates.values()]))
 
-    def _template_config_item(self, incoming: _Incoming) -> EmulatorResponse:
+    def _template_config_item(self, incoming: Incoming) -> EmulatorResponse:
         template_id = incoming.path.rsplit("/", 1)[1]
         template = self._templates.get(template_id)
         if template is None:
-            raise _Reject(ErrorCode.NOT_FOUND, "config not exist")
+            raise Reject(ErrorCode.NOT_FOUND, "config not exist")
         if incoming.method == "DELETE":
             del self._templates[template_id]
-            return EmulatorResponse(200, _dumps({"code": 0, "message": "success"}))
-        return EmulatorResponse(200, _dumps(template.full_config()))
-
-
-def _check_injectable(error: object) -> None:
-    if not isinstance(error, ErrorCode | ResponseLike | BaseException):
-        raise TypeError(
-            "an injected error must be an ErrorCode, an httpx.Response (see "
-            f"pytest_engagelab.errors) or an exception instance, not {type(error).__name__}"
-        )
+            return EmulatorResponse(200, dumps({"code": 0, "message": "success"}))
+        return EmulatorResponse(200, dumps(template.full_config()))
