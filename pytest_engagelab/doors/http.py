@@ -335,31 +335,26 @@ class _Connection:
             self.sock.sendall(data)
 
     def _answer(self, method: str, answer: EmulatorResponse, *, keep_alive: bool) -> None:
-        headers = [
-            (name.title().encode("latin-1"), value.encode("latin-1"))
-            for name, value in answer.headers
-            if name.lower() not in _HOP_HEADERS
-        ]
-        headers.append((b"Content-Length", str(len(answer.body)).encode()))
-        headers.append((b"Date", _http_date()))
-        headers.append((b"Server", _SERVER))
-        headers.append((b"Connection", b"keep-alive" if keep_alive else b"close"))
-        conn = self.h11
-        out = conn.send(
-            h11.Response(status_code=answer.status, headers=headers, reason=_reason(answer.status))
+        """Write the answer: always with ``Content-Length``; no body to ``HEAD``."""
+        status = answer.status
+        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))]
+        for name, value in answer.headers:
+            if name.lower() in _HOP_HEADERS or "\n" in value or "\r" in value:
+                continue
+            lines.append(b"%s: %s\r\n" % (name.title().encode("latin-1"), value.encode("latin-1")))
+        lines.append(
+            b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n"
+            % (len(answer.body), _http_date(), _SERVER, b"keep-alive" if keep_alive else b"close")
         )
-        assert out is not None
-        if method != "HEAD" and answer.body:
-            out += conn.send(h11.Data(data=answer.body)) or b""
-        out += conn.send(h11.EndOfMessage()) or b""
-        self.sock.sendall(out)
+        if method != "HEAD":
+            lines.append(answer.body)
+        self.sock.sendall(b"".join(lines))
 
     def _refuse(self, problem: HTTPError, method: str, target: str, started: float) -> None:
         """Answer a request that cannot be served, then close after a moment."""
         answer = problem.answer()
         self.log(self.client, method, target, answer, started, "")
-        if self.h11.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-            self._answer(method, answer, keep_alive=False)
+        self._answer(method, answer, keep_alive=False)
         self._linger()
 
     def _linger(self) -> None:
@@ -408,12 +403,27 @@ class _Connection:
                 self.sock.shutdown(socket.SHUT_RDWR)
                 return
             self.log(self.client, request.method, request.target, outcome, started, "")
-            if self.h11.their_state is h11.MUST_CLOSE:
-                keep_alive = False
             self._answer(request.method, outcome, keep_alive=keep_alive)
-            if not keep_alive or self.h11.our_state is not h11.DONE:
+            if not keep_alive:
                 return
-            self.h11.start_next_cycle()
+            self._next_cycle()
+
+    def _next_cycle(self) -> None:
+        """A new h11 state machine for the next request, given what already arrived of it.
+
+        h11 decided whether the connection stays open (``their_state`` after the request
+        is ``DONE``, not ``MUST_CLOSE``).  Sending each answer through ``h11.send`` would
+        only copy our fixed, well-formed head through its header validation: that cost
+        as much as parsing the request (bench/bench_server.py), so answers are written
+        directly and the next request gets a fresh ``h11.Connection``."""
+        data, closed = self.h11.trailing_data
+        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.head.clear()
+        if data:
+            self.head += data[: MAX_HEAD + 1]
+            self.h11.receive_data(data)
+        if closed:
+            self.h11.receive_data(b"")
 
 
 def serve_connection(
