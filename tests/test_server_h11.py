@@ -26,6 +26,8 @@ from pytest_engagelab.doors.server import OTPServer
 from pytest_engagelab.emulator.clock import MAX_TIME
 from pytest_engagelab.emulator.templates import MAX_TTL, TemplateConfigError
 
+pytest_plugins = ["pytester"]
+
 PHONE = "+6598765432"
 
 
@@ -407,4 +409,172 @@ def test_an_injected_answer_with_infinity_is_400(server: OTPServer) -> None:
     assert (status, answer) == (
         400,
         {"code": 3002, "message": "body must be JSON without Infinity or NaN"},
+    )
+
+
+# -- isolation -----------------------------------------------------------------------------------
+
+
+def _wsgi_ok(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [b"{}"]
+
+
+def test_reset_empties_the_callback_queue_as_otp_mock_reset_does(server: OTPServer) -> None:
+    server.configure_callbacks(app=_wsgi_ok)
+    assert send(server)[0] == 200
+    assert server.pending_callbacks != []
+    server.reset()
+    assert server.pending_callbacks == []
+    with OTPMock() as mock:  # the same for the other door
+        mock.configure_callbacks(app=_wsgi_ok)
+        with httpx.Client() as client:
+            client.post(
+                mock.base_url + "/v1/messages",
+                json={"to": PHONE, "template": {"id": "login"}},
+                headers={"Authorization": auth(server)},
+            )
+        assert mock.pending_callbacks != []
+        mock.reset()
+        assert mock.pending_callbacks == []
+
+
+SESSION_TESTS = """
+import pytest
+from pytest_engagelab.errors import ErrorCode
+
+
+def wsgi_ok(environ, start_response):
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [b"{}"]
+
+
+def send(server):
+    import base64, http.client, json
+    token = base64.b64encode(f"{server.dev_key}:{server.dev_secret}".encode()).decode()
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    body = json.dumps({"to": "+6598765432", "template": {"id": "login"}})
+    headers = {"Authorization": "Basic " + token, "Content-Type": "application/json"}
+    conn.request("POST", "/v1/messages", body, headers)
+    answer = conn.getresponse()
+    body = json.loads(answer.read())
+    conn.close()
+    return answer.status, body
+
+
+def test_1_leaves_callbacks_templates_and_messages(otp_server_session):
+    otp_server_session.configure_callbacks(app=wsgi_ok)
+    otp_server_session.add_template("login", strategy="whatsapp")
+    assert send(otp_server_session)[0] == 200
+    assert otp_server_session.pending_callbacks != []
+
+
+def test_2_reached_through_getfixturevalue_is_fresh(request):
+    server = request.getfixturevalue("otp_server_session")
+    assert server.sent == []
+    assert server.emulator.templates == {}
+    assert server.pending_callbacks == []
+    status, answer = send(server)
+    assert (status, answer["send_channel"]) == (200, "sms")  # no 3004, no whatsapp template
+    assert server.pending_callbacks == []  # callbacks are no longer configured
+
+
+def test_3_named_again_is_fresh(otp_server_session):
+    assert otp_server_session.sent == []
+    assert otp_server_session.pending_callbacks == []
+
+
+def test_4_unfired_through_getfixturevalue_still_fails(request):
+    request.getfixturevalue("otp_server_session").fail_next(ErrorCode.SEND_FAILED)
+"""
+
+
+def test_otp_server_session_forgets_callbacks_and_resets_for_getfixturevalue(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(SESSION_TESTS)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_4_unfired_through_getfixturevalue_still_fails*",
+            "*otp_server_session: 1 injected failure(s) never fired:",
+        ]
+    )
+
+
+def test_otp_server_session_honours_an_engagelab_settings_override(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        """
+        import dataclasses, pytest
+
+        @pytest.fixture
+        def engagelab_settings(engagelab_settings):
+            return dataclasses.replace(engagelab_settings, strict_templates=True, seed=7)
+        """
+    )
+    pytester.makepyfile(
+        SESSION_TESTS.split("def test_1")[0]
+        + """
+CODES = []
+
+
+def test_strict_from_the_override(otp_server_session):
+    assert otp_server_session.emulator.strict_templates is True
+    status, answer = send(otp_server_session)
+    assert (status, answer["code"]) == (400, 4001)
+
+
+@pytest.mark.engagelab(strict_templates=False)
+def test_the_marker_still_wins(otp_server_session):
+    assert send(otp_server_session)[0] == 200
+
+
+@pytest.mark.parametrize("run", [1, 2])
+def test_seeded_by_the_override_afresh_each_test(otp_server_session, run):
+    otp_server_session.add_template("login")
+    assert send(otp_server_session)[0] == 200
+    assert otp_server_session.emulator.seed == 7
+    CODES.append(otp_server_session.last_code("+6598765432"))
+    assert len(set(CODES)) == 1, CODES
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=4)
+
+
+def test_an_override_cannot_change_the_session_servers_credentials(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(
+        """
+        import dataclasses, pytest
+
+        @pytest.fixture
+        def engagelab_settings(engagelab_settings):
+            return dataclasses.replace(engagelab_settings, dev_secret="from-the-override")
+        """
+    )
+    pytester.makepyfile(
+        """
+        def test_session(otp_server_session):
+            pass
+
+        def test_per_test_server_takes_it(otp_server):
+            assert otp_server.dev_secret == "from-the-override"
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*engagelab_settings(dev_secret=...) cannot change otp_server_session, which is "
+            "shared by the whole session; use the otp_server fixture for this test, or set it "
+            "with the engagelab_* ini options",
+        ]
+    )
+    assert "from-the-override" not in result.stdout.str().replace(
+        'assert otp_server.dev_secret == "from-the-override"', ""
     )
