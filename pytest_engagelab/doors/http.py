@@ -44,7 +44,7 @@ _SERVER: Final = f"pytest-engagelab/{__version__}".encode()
 _RECV: Final = 65536
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
     """One request as the door hands it on: ``path`` is percent-decoded (as httpx
     decodes ``URL.path`` for ``otp_mock``), ``target`` is what the client sent."""

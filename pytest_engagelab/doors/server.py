@@ -43,7 +43,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -82,6 +82,27 @@ _OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
 _BACKOFF_FIRST: Final = 0.005
 _BACKOFF_MAX: Final = 0.5
 _PROBED_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+class _DeferredRequest(httpx.Request):
+    """An ``httpx.Request`` that builds itself when first read.
+
+    Most requests are never looked at (a test reads ``sent[i].request`` now and then),
+    and building one costs about as much as the emulator's own work on a send."""
+
+    def __init__(self, url: httpx.URL, request: Request) -> None:
+        self.__dict__["_pending"] = (url, request)  # no httpx.Request.__init__ yet
+
+    def __getattr__(self, name: str) -> Any:  # called only for what is not there yet
+        pending = self.__dict__.pop("_pending", None)
+        if pending is None:
+            raise AttributeError(name)
+        url, request = pending
+        # The header values were decoded as latin-1: hand httpx the same bytes back, so
+        # a UTF-8 User-Agent is kept as sent instead of failing httpx's ASCII check.
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
+        httpx.Request.__init__(self, request.method, url, headers=raw, content=request.body)
+        return getattr(self, name)
 
 
 class OTPServer(EmulatorControls):
@@ -311,10 +332,7 @@ class OTPServer(EmulatorControls):
                 return None
             if len(self._urls) < 256:  # the few API paths, not every query string
                 self._urls[target] = url
-        # The header values were decoded as latin-1: hand httpx the same bytes back, so
-        # a UTF-8 User-Agent is kept as sent instead of failing httpx's ASCII check.
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
-        return httpx.Request(request.method, url, headers=raw, content=request.body)
+        return _DeferredRequest(url, request)
 
     def _log(
         self,
