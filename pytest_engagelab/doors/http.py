@@ -17,6 +17,8 @@ import email.utils
 import http
 import json
 import socket
+import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -169,27 +171,34 @@ class _Connection:
         self.stopping = stopping
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.deadline = 0.0
+        self.timed = False  # whether the socket is in Python's timeout mode
         self.head = bytearray()  # the bytes of a head still arriving (to tell 414 from 431)
 
     # -- reading ------------------------------------------------------------------------
 
     def _receive(self, idle: bool) -> None:
         """Read once from the socket into h11: up to ``keep_alive_timeout`` between
-        requests, and only until the whole-request deadline once one has started."""
+        requests, and only until the whole-request deadline once one has started.
+
+        Between requests the socket blocks, bounded by ``SO_RCVTIMEO``: one system call
+        per read.  Python's own socket timeout (a ``poll`` before every read and write)
+        is used only for a request that arrives in pieces."""
+        sock = self.sock
         if idle:
-            self.sock.settimeout(self.limits.keep_alive_timeout)
+            if self.timed:
+                sock.settimeout(None)
+                self.timed = False
         else:
             left = self.deadline - time.monotonic()
             if left <= 0:
                 raise _TimedOut
-            self.sock.settimeout(left)
+            sock.settimeout(left)
+            self.timed = True
         try:
-            data = self.sock.recv(_RECV)
+            data = sock.recv(_RECV)
         except TimeoutError:
-            if idle:
-                raise _Closed from None
             raise _TimedOut from None
-        except OSError:  # reset by the client, or shut down by stop()
+        except OSError:  # idle too long (EAGAIN), reset by the client, or stop()
             raise _Closed from None
         if idle:
             if data.startswith(b"\r\n") or data.startswith(b"\n"):
@@ -426,6 +435,18 @@ class _Connection:
             self.h11.receive_data(b"")
 
 
+def _timeval(seconds: float) -> bytes:
+    """``seconds`` as ``SO_RCVTIMEO`` takes it: milliseconds on Windows, a timeval
+    elsewhere; never zero, which would mean no limit."""
+    if sys.platform == "win32":
+        return struct.pack("I", max(1, int(seconds * 1000)))
+    whole = int(seconds)
+    micros = max(1, int((seconds - whole) * 1_000_000)) if whole == 0 else 0
+    if whole:
+        micros = int((seconds - whole) * 1_000_000)
+    return struct.pack("ll", whole, micros)
+
+
 def serve_connection(
     sock: socket.socket,
     client: str,
@@ -438,6 +459,9 @@ def serve_connection(
     it must be closed, or ``stopping`` is set.  Never raises."""
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        idle = _timeval(limits.keep_alive_timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, idle)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, idle)
         _Connection(sock, client, limits, handler, log, stopping).serve()
     except OSError:
         pass  # the client went away mid-answer
