@@ -578,3 +578,49 @@ def test_an_override_cannot_change_the_session_servers_credentials(
     assert "from-the-override" not in result.stdout.str().replace(
         'assert otp_server.dev_secret == "from-the-override"', ""
     )
+
+
+# -- keep-alive as h11 frames it ---------------------------------------------------------------
+
+
+def read_answers(sock: socket.socket, count: int) -> list[tuple[int, Any]]:
+    """Read ``count`` answers off a keep-alive connection."""
+    buffer, answers = b"", []
+
+    def more() -> bytes:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(answers)} answer(s): {buffer!r}"
+        return chunk
+
+    while len(answers) < count:
+        while b"\r\n\r\n" not in buffer:
+            buffer += more()
+        head, _, rest = buffer.partition(b"\r\n\r\n")
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += more()
+        answers.append((int(head.split()[1]), json.loads(rest[:length])))
+        buffer = rest[length:]
+    return answers
+
+
+def test_pipelined_requests_are_answered_in_order(server: OTPServer) -> None:
+    body = json.dumps({"to": PHONE, "template": {"id": "login"}}).encode()
+    post = api_head(server, "POST", "/v1/messages", f"Content-Length: {len(body)}\r\n") + body
+    health = b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(post + b"\r\n" + health + post)  # a stray CRLF between is tolerated
+        answers = read_answers(sock, 3)
+    assert [status for status, _ in answers] == [200, 200, 400]
+    assert answers[1][1]["sent"] == 1
+    assert answers[2][1]["code"] == 3004  # the second send: the frequency limit
+
+
+def test_a_next_request_split_across_reads_is_assembled(server: OTPServer) -> None:
+    health = b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(health + health[:10])
+        time.sleep(0.2)  # within read_timeout (0.5 s) of the second request's first byte
+        sock.sendall(health[10:])
+        answers = read_answers(sock, 2)
+    assert [status for status, _ in answers] == [200, 200]

@@ -428,6 +428,7 @@ class _Connection:
         data, closed = self.h11.trailing_data
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.head.clear()
+        data = data.lstrip(b"\r\n")  # empty lines between requests are tolerated
         if data:
             self.head += data[: MAX_HEAD + 1]
             self.h11.receive_data(data)
