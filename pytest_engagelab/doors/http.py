@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import functools
 import http
 import json
 import socket
@@ -140,6 +141,16 @@ _H11_REASONS: Final = (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _header_lines(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """An answer's own headers as they go on the wire (the few kinds are cached)."""
+    return b"".join(
+        b"%s: %s\r\n" % (name.title().encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers
+        if name.lower() not in _HOP_HEADERS and "\n" not in value and "\r" not in value
+    )
+
+
 def _protocol_message(error: h11.ProtocolError) -> str:
     """What was wrong, in our words: h11's own message may quote the bytes it could not
     parse, and those can hold a header value such as the Authorization."""
@@ -172,11 +183,12 @@ class _Connection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.deadline = 0.0
         self.timed = False  # whether the socket is in Python's timeout mode
+        self.buffered = False  # whether h11 holds bytes of the next request already
         self.head = bytearray()  # the bytes of a head still arriving (to tell 414 from 431)
 
     # -- reading ------------------------------------------------------------------------
 
-    def _receive(self, idle: bool) -> None:
+    def _receive(self, idle: bool) -> bool:
         """Read once from the socket into h11: up to ``keep_alive_timeout`` between
         requests, and only until the whole-request deadline once one has started.
 
@@ -204,11 +216,12 @@ class _Connection:
             if data.startswith(b"\r\n") or data.startswith(b"\n"):
                 data = data.lstrip(b"\r\n")  # tolerated between requests (RFC 9112, 2.2)
                 if not data:
-                    return
+                    return False
             self.deadline = time.monotonic() + self.limits.read_timeout
         if self.h11.their_state is h11.IDLE and len(self.head) <= MAX_HEAD:
             self.head += data[: MAX_HEAD + 1]
         self.h11.receive_data(data)
+        return True
 
     def _next_event(self, idle: bool) -> h11.Event:
         while True:
@@ -252,7 +265,10 @@ class _Connection:
     def _read_request(self) -> tuple[Request, bool] | None:
         """The next request and whether to keep the connection; ``None`` to close."""
         try:
-            event = self._next_event(idle=True)
+            if not self.buffered:  # nothing of the next request yet: wait for it first
+                while not self._receive(idle=True):
+                    pass
+            event = self._next_event(idle=self.buffered)
         except _Closed:
             return None
         if isinstance(event, h11.ConnectionClosed):
@@ -266,8 +282,8 @@ class _Connection:
         method = event.method.decode("ascii")
         target = event.target.decode("ascii")
         headers: dict[str, str] = {}
-        for name, value in event.headers:
-            key = name.decode("ascii")
+        for name, value in event.headers.raw_items():  # a list: faster than the Sequence
+            key = name.decode("ascii").lower()
             text = value.decode("latin-1")
             headers[key] = f"{headers[key]}, {text}" if key in headers else text
         path, _, query = target.partition("?")
@@ -347,10 +363,7 @@ class _Connection:
         """Write the answer: always with ``Content-Length``; no body to ``HEAD``."""
         status = answer.status
         lines = [b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))]
-        for name, value in answer.headers:
-            if name.lower() in _HOP_HEADERS or "\n" in value or "\r" in value:
-                continue
-            lines.append(b"%s: %s\r\n" % (name.title().encode("latin-1"), value.encode("latin-1")))
+        lines.append(_header_lines(answer.headers))
         lines.append(
             b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n"
             % (len(answer.body), _http_date(), _SERVER, b"keep-alive" if keep_alive else b"close")
@@ -429,6 +442,7 @@ class _Connection:
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.head.clear()
         data = data.lstrip(b"\r\n")  # empty lines between requests are tolerated
+        self.buffered = bool(data) or closed
         if data:
             self.head += data[: MAX_HEAD + 1]
             self.h11.receive_data(data)
