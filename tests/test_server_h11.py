@@ -624,3 +624,17 @@ def test_a_next_request_split_across_reads_is_assembled(server: OTPServer) -> No
         sock.sendall(health[10:])
         answers = read_answers(sock, 2)
     assert [status for status, _ in answers] == [200, 200]
+
+
+def test_a_head_over_16_kib_is_431_whether_it_arrives_whole_or_in_pieces(
+    server: OTPServer,
+) -> None:
+    head = b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"a" * 17000 + b"\r\n"
+    status, _, answer, _ = exchange(server, head + b"\r\n")
+    assert (status, answer["message"]) == (431, "the request head is longer than 16384 bytes")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        for start in range(0, len(head), 4096):  # never the blank line: h11 sees it growing
+            with contextlib.suppress(OSError):
+                sock.sendall(head[start : start + 4096])
+        status, _, answer = parse(read_all(sock))
+    assert (status, answer["code"]) == (431, 3001)

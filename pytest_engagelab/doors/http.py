@@ -245,6 +245,8 @@ class _Connection:
         oversized = self._oversized_head()
         if oversized is not None:
             return oversized
+        if error.error_status_hint == 431:  # h11's own bound on a head still arriving
+            return HTTPError(431, f"the request head is longer than {MAX_HEAD} bytes")
         return HTTPError(400, _protocol_message(error))
 
     def _oversized_head(self) -> HTTPError | None:
