@@ -8,6 +8,11 @@ emulator's answers.
 
 Every way a request can go wrong ends in a documented answer (status and code 3001)
 or a clean close, never in an exception escaping the connection thread.
+
+Why this module is long: one connection is one state machine (waiting, reading a
+head, reading a body, answering, lingering after an early answer) with one deadline
+and one socket mode threaded through every step; the table of h11's reasons in our
+words and the limits' messages belong to it.  Split, each part would need the others.
 """
 
 from __future__ import annotations
