@@ -27,6 +27,10 @@ HTTP, as this server speaks it:
 The control API under ``/_emulator/`` (no ``Authorization`` needed) lets clients
 in other processes and languages do what a Python test does with the methods:
 see :data:`CONTROL_PREFIX` and the README.
+
+Why this module is long: the connection loop, the HTTP framing and the control API
+share one server object; the control API mirrors every control method of the
+Python API.
 """
 
 from __future__ import annotations
