@@ -23,6 +23,10 @@ failure into an :class:`~pytest_engagelab.errors.EngageLabError`:
 The dev secret is kept only inside the prepared ``Authorization`` header, which
 no repr shows, and it (if six characters or longer) and the header are scrubbed
 from the text of every exception the client raises, even when a server echoes them.
+
+Why this module is long: :class:`OTPClient` and :class:`AsyncOTPClient` mirror each
+other method for method (one sync, one async) over one shared base that builds
+requests and reads answers; keeping them side by side keeps them in step.
 """
 
 from __future__ import annotations

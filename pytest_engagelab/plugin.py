@@ -2,6 +2,10 @@
 
 Nothing here imports vcrpy: only a test that records or replays a cassette pays
 for it.
+
+Why this module is long: pytest finds hooks and fixtures in the plugin module, and
+each fixture's docstring is what ``pytest --fixtures`` shows users; the work behind
+them lives in the doors, the emulator settings and the cassettes package.
 """
 
 from __future__ import annotations

@@ -22,6 +22,11 @@ Each request is checked in this order; the first rule that fails answers:
 8. an injected ``fail_for`` failure for that recipient, then the magic numbers;
 9. the frequency limit (same template, same recipient, within the code's
    validity) is 3004.
+
+Why this module is long: :class:`Emulator` is one state machine.  Its routes share
+one lock, one journal, the templates, the issued codes and the injections; split
+into mixins, each part would reach into state defined elsewhere.  The vocabulary
+it answers in lives in :mod:`~pytest_engagelab.emulator.model`.
 """
 
 from __future__ import annotations
