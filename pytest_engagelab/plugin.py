@@ -439,45 +439,56 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
     """One ``OTPServer`` for the whole session, reset before each test that uses it.
 
     Session-scoped, so session fixtures (a service started once with its
-    ``url``) can use it.  Before every test that uses it, directly or through
-    another fixture, it forgets messages, codes, limits, injections and
-    templates and its clock starts over, as a fresh ``otp_server`` would; after
-    the test, injected failures that never fired fail it.  Built from the
-    ``engagelab_*`` ini options; ``@pytest.mark.engagelab(...)`` applies per test
-    except ``dev_key``, ``dev_secret`` and ``journal_limit`` (use ``otp_server``
-    for those).
+    ``url``) can use it.  Before every test (whether it names it, reaches it
+    through another fixture or ``request.getfixturevalue``) it is as a fresh
+    ``otp_server`` would be: messages, codes, limits, injections, templates and
+    callbacks (configuration and queue) forgotten, the clock started over.
+    After the test, injected failures that never fired fail it.  Built from the
+    ``engagelab_*`` ini options; an ``engagelab_settings`` override and
+    ``@pytest.mark.engagelab(...)`` apply per test except ``dev_key``,
+    ``dev_secret`` and ``journal_limit`` (use ``otp_server`` for those).
     """
     from pytest_engagelab.doors.server import OTPServer
 
     settings = request.config.stash[_SETTINGS_KEY]
     with OTPServer(settings.build_emulator()) as server:
-        yield server
+        request.config.stash[_SESSION_SERVER_KEY] = server
+        try:
+            yield server
+        finally:
+            del request.config.stash[_SESSION_SERVER_KEY]
+
+
+_SESSION_SERVER_KEY = pytest.StashKey["OTPServer"]()
 
 
 @pytest.fixture(autouse=True)
 def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Reset ``otp_server_session`` before each test that uses it; check its injections after."""
-    if "otp_server_session" not in request.fixturenames:
-        yield
-        return
-    server: OTPServer = request.getfixturevalue("otp_server_session")
-    base = request.config.stash[_SETTINGS_KEY]
-    settings = _marker_settings(request.node, base)
-    fixed = [name for name in _SESSION_FIXED if getattr(settings, name) != getattr(base, name)]
-    if fixed:
-        pytest.fail(
-            f"@pytest.mark.engagelab({', '.join(fixed)}=...) cannot change otp_server_session, "
-            "which is shared by the whole session; use the otp_server fixture for this test, "
-            "or set it with the engagelab_* ini options",
-            pytrace=False,
-        )
-    emulator = server.emulator
-    emulator.strict_templates = settings.strict_templates
-    emulator.seed = settings.seed
-    emulator.key_status = settings.key_status
-    emulator.forbidden_endpoints = frozenset(settings.forbidden_endpoints)
-    emulator.rate_limit = settings.rate_limit
-    emulator.max_verify_attempts = settings.max_verify_attempts
-    server.reset()
+    """Give ``otp_server_session`` a fresh emulator before each test (once it exists);
+    check its injections after."""
+    stash = request.config.stash
+    built = stash[_SETTINGS_KEY]  # what the session server was built with
+    settings = built
+    if "otp_server_session" in request.fixturenames:
+        server: OTPServer | None = request.getfixturevalue("otp_server_session")
+        base: EngageLabSettings = request.getfixturevalue("engagelab_settings")
+        settings = _marker_settings(request.node, base)
+        for source, given in (("engagelab_settings", base), ("@pytest.mark.engagelab", settings)):
+            fixed = [
+                name for name in _SESSION_FIXED if getattr(given, name) != getattr(built, name)
+            ]
+            if fixed:
+                pytest.fail(
+                    f"{source}({', '.join(fixed)}=...) cannot change otp_server_session, "
+                    "which is shared by the whole session; use the otp_server fixture for this "
+                    "test, or set it with the engagelab_* ini options",
+                    pytrace=False,
+                )
+    else:  # a test that may reach it through request.getfixturevalue
+        server = stash.get(_SESSION_SERVER_KEY, None)
+    if server is not None:  # a new emulator: nothing of the last test, callbacks included
+        server.emulator = settings.build_emulator()
     yield
-    _check_all_fired(request, server, settings, "otp_server_session")
+    server = stash.get(_SESSION_SERVER_KEY, None)
+    if server is not None:
+        _check_all_fired(request, server, settings, "otp_server_session")
