@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from pytest_engagelab.emulator.settings import EngageLabSettings
     from pytest_engagelab.emulator.templates import Template
     from pytest_engagelab.errors import EngageLabError, ErrorCode
+    from pytest_engagelab.guard import EngageLabGuardError
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -45,6 +46,7 @@ __all__ = [
     "EmulatorEvent",
     "EmulatorResponse",
     "EngageLabError",
+    "EngageLabGuardError",
     "EngageLabSettings",
     "ErrorCode",
     "Fault",
@@ -77,6 +79,7 @@ _WHERE: dict[str, str] = {
     "EmulatorEvent": "pytest_engagelab.emulator.model",
     "EmulatorResponse": "pytest_engagelab.emulator.model",
     "EngageLabError": "pytest_engagelab.errors",
+    "EngageLabGuardError": "pytest_engagelab.guard",
     "EngageLabSettings": "pytest_engagelab.emulator.settings",
     "ErrorCode": "pytest_engagelab.errors",
     "Fault": "pytest_engagelab.emulator.model",
