@@ -273,3 +273,234 @@ def test_engagelab_live_lets_every_client_through(
     assert ("getaddrinfo", "otp.api.engagelab.cc") in reached
     assert ("connect", "otp.api.engagelab.cc") in reached  # the raw socket
     assert ("getaddrinfo", "otpsmpp.api.engagelab.cc") in reached
+
+
+def test_a_subprocess_and_xdist_workers_are_guarded_too(pytester: pytest.Pytester) -> None:
+    """``sys.executable -m pytest`` (runpytest_subprocess) with two xdist workers: the
+    plugin loads through its entry point in each; the summary adds up the workers."""
+    _suite(pytester, "https")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--tb=line")
+    result.assert_outcomes(failed=len(CLIENT_TESTS))
+    result.stdout.fnmatch_lines(
+        [
+            "engagelab: 0 requests answered by the emulator, 8 stopped by the guard, "
+            "0 cassettes replayed, 0 recorded (record mode none)"
+        ]
+    )
+
+
+SWALLOWED = """
+import httpx
+
+def test_app_retries_later():
+    try:
+        httpx.post("https://otp.api.engagelab.cc/v1/messages", json={"to": "+6598765432"})
+    except httpx.HTTPError:
+        pass  # the app would retry later: the test sees nothing
+"""
+
+
+def test_a_test_whose_code_swallows_the_error_fails_anyway(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(SWALLOWED)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_app_retries_later _*",
+            "pytest-engagelab stopped POST /v1/messages to otp.api.engagelab.cc:443 "
+            f"(recipient +15556318175) before it left the test: {WAYS_OUT}",
+            "The code under test caught this error and carried on; the test fails anyway: a "
+            "real OTP would have gone out.",
+        ]
+    )
+
+
+def test_a_test_failing_for_another_reason_shows_what_the_guard_stopped(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import socket
+
+        def test_other_failure():
+            for _ in range(2):
+                try:
+                    socket.create_connection(("otpsmpp.api.engagelab.cc", 2775))
+                except OSError:
+                    pass
+            assert 1 == 2
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E       assert 1 == 2",
+            "*- EngageLab guard -*",
+            "pytest-engagelab stopped a connection to otpsmpp.api.engagelab.cc:2775 before it "
+            f"left the test: {WAYS_OUT} (2 times)",
+        ]
+    )
+
+
+def test_otp_mock_lets_its_base_url_in_and_stops_its_host_on_another_scheme_or_port(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+
+        BODY = {"to": "+6598765432", "template": {"id": "login"}}
+
+        def test_https_is_answered(otp_mock):
+            answer = httpx.post(
+                "https://otp.api.engagelab.cc/v1/messages",
+                json=BODY,
+                auth=(otp_mock.dev_key, otp_mock.dev_secret),
+            )
+            assert answer.status_code == 200
+
+        def test_http_is_stopped(otp_mock):
+            httpx.post("http://otp.api.engagelab.cc/v1/messages", json=BODY)
+
+        @pytest.mark.engagelab(base_url="https://otp.sandbox.example")
+        def test_another_port_of_the_mock_host_is_stopped(otp_mock):
+            httpx.post("https://otp.sandbox.example:8443/v1/codes", json=BODY)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=line")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*httpx.ConnectError: pytest-engagelab stopped POST /v1/messages to "
+            "otp.api.engagelab.cc:80 (recipient +15556318175) before it left the test: *",
+            "*httpx.ConnectError: pytest-engagelab stopped POST /v1/codes to "
+            "otp.sandbox.example:8443 (recipient +15556318175) before it left the test: *",
+        ]
+    )
+
+
+RAW_CONNECT = """
+import socket
+
+def test_connect():
+    with socket.create_connection(("otp.api.engagelab.cc", 80), timeout=5):
+        pass
+"""
+
+
+@pytest.mark.parametrize(
+    ("ini", "args"),
+    [
+        ("engagelab_guard = false", ()),
+        ("engagelab_guard = true", ("--engagelab-guard=off",)),
+    ],
+    ids=["ini", "option"],
+)
+def test_the_guard_can_be_turned_off_and_says_so_in_the_header(
+    pytester: pytest.Pytester,
+    monkeypatch: pytest.MonkeyPatch,
+    ini: str,
+    args: tuple[str, ...],
+) -> None:
+    monkeypatch.setenv("INNER_LIVE", "1")  # otp.api.engagelab.cc is an OTPServer on loopback
+    pytester.makeconftest(RECORDER)
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(RAW_CONNECT)
+    result = pytester.runpytest("-p", "no:cacheprovider", *args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["engagelab: guard off: tests can reach the real EngageLab"])
+    assert ["getaddrinfo", "otp.api.engagelab.cc"] in _calls(pytester)
+
+
+@pytest.mark.parametrize(
+    ("ini", "error"),
+    [
+        (
+            "engagelab_guard = maybe",
+            "ERROR: pytest-engagelab: ini option engagelab_guard = 'maybe' is not a boolean; use "
+            "true (the default: no test reaches EngageLab unless marked engagelab_live) or false",
+        ),
+        (
+            "engagelab_guard_hosts =\n    https://sms.example.com/v1",
+            "ERROR: pytest-engagelab: ini option engagelab_guard_hosts: 'https://sms.example.com/v1'"
+            " is not a host name; give one host per line, such as api.engagelab.cc, or "
+            "*.engagelab.cc for every subdomain (no scheme, port or path)",
+        ),
+    ],
+    ids=["guard", "hosts"],
+)
+def test_a_bad_guard_setting_is_one_line_saying_how_to_fix_it(
+    pytester: pytest.Pytester, ini: str, error: str
+) -> None:
+    pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile("def test_nothing():\n    pass\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert result.stderr.lines[0] == error
+
+
+def test_more_hosts_the_configured_base_url_and_patterns_are_guarded(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(
+        "[pytest]\n"
+        "engagelab_base_url = https://otp-staging.example.com\n"
+        "engagelab_guard_hosts =\n    sms.example.com\n    *.engagelab.com\n"
+    )
+    pytester.makepyfile(
+        """
+        import socket
+        import pytest
+
+        @pytest.mark.parametrize(
+            "host", ["otp-staging.example.com", "SMS.example.com.", "push.api.engagelab.com"]
+        )
+        def test_connect(host):
+            socket.getaddrinfo(host, 443)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=line")
+    result.assert_outcomes(failed=3)
+    for host in ("otp-staging.example.com", "sms.example.com", "push.api.engagelab.com"):
+        result.stdout.fnmatch_lines(
+            [f"*EngageLabGuardError: pytest-engagelab stopped a connection to {host}:443 *"]
+        )
+
+
+def test_a_recording_cassette_reaches_its_endpoint_and_nothing_else_does(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recording against "http://otp.api.engagelab.cc" (an OTPServer on loopback here):
+    the cassette's test goes through, the next test without a cassette is stopped."""
+    monkeypatch.setenv("INNER_LIVE", "1")
+    monkeypatch.setenv("ENGAGELAB_BASE_URL", "http://otp.api.engagelab.cc")
+    monkeypatch.setenv("ENGAGELAB_DEV_KEY", "test-dev-key")
+    monkeypatch.setenv("ENGAGELAB_DEV_SECRET", "test-dev-secret")
+    pytester.makeconftest(RECORDER)
+    pytester.makepyfile(
+        """
+        import httpx
+        import pytest
+
+        @pytest.mark.engagelab_cassette
+        def test_records(otp_client):
+            assert otp_client.send("+6598765432", "login").send_channel == "sms"
+
+        def test_without_cassette():
+            httpx.post("http://otp.api.engagelab.cc/v1/messages")
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--engagelab-record-mode=once")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "engagelab: recording cassettes against otp.api.engagelab.cc (record mode once): "
+            "requests a cassette lacks go to the real endpoint",
+            "*httpx.ConnectError: pytest-engagelab stopped POST /v1/messages to "
+            "otp.api.engagelab.cc:80 before it left the test: *",
+            "engagelab: 0 requests answered by the emulator, 1 stopped by the guard, "
+            "0 cassettes replayed, 1 recorded (record mode once)",
+        ]
+    )

@@ -643,6 +643,7 @@ class OTPServer(EmulatorControls):
         routes: dict[tuple[str, str], Callable[[Any, dict[str, list[str]]], Any]] = {
             ("GET", "health"): self._c_health,
             ("GET", "sent"): self._c_sent,
+            ("GET", "requests"): self._c_requests,
             ("GET", "last-code"): self._c_last_code,
             ("GET", "templates"): self._c_list_templates,
             ("POST", "templates"): self._c_templates,
@@ -691,6 +692,9 @@ class OTPServer(EmulatorControls):
                 if all(getattr(m, k) == v for k, v in wanted.items())
             ]
         }
+
+    def _c_requests(self, payload: dict[str, Any], query: dict[str, list[str]]) -> Any:
+        return {"requests": [entry.to_json() for entry in self.requests]}
 
     def _c_last_code(self, payload: dict[str, Any], query: dict[str, list[str]]) -> Any:
         to = query.get("to", [""])[-1]
