@@ -504,3 +504,91 @@ def test_a_recording_cassette_reaches_its_endpoint_and_nothing_else_does(
             "0 cassettes replayed, 1 recorded (record mode once)",
         ]
     )
+
+
+# -- the parts -------------------------------------------------------------------------------
+
+
+def test_host_patterns_match_exact_hosts_and_subdomains_whatever_the_case() -> None:
+    from pytest_engagelab.guard import HostPatterns
+
+    patterns = HostPatterns.parse(
+        ["sms.example.com", "", "# a comment", "*.engagelab.com"], source="x"
+    )
+    assert "SMS.Example.com." in patterns
+    assert "a.b.engagelab.com" in patterns
+    assert "engagelab.com" not in patterns  # *.domain is its subdomains
+    assert "sms.example.com.evil" not in patterns
+    assert b"sms.example.com" not in patterns  # not a str: the guard decodes bytes first
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost", "127.0.0.1", "127.8.9.1", "::1", "[::1]", "api.localhost"]
+)
+def test_loopback_hosts_are_never_guarded(host: str) -> None:
+    from pytest_engagelab.guard import guard_from_options, is_loopback
+
+    assert is_loopback(host)
+    guard = guard_from_options(option=None, ini="", hosts=(), base_urls=(f"http://{host}:8080",))
+    guard.watch(host)
+    assert not guard.blocks(host)
+
+
+def test_the_guard_decides_by_host_marker_and_allowance() -> None:
+    from pytest_engagelab.guard import guard_from_options
+
+    guard = guard_from_options(
+        option=None, ini="", hosts=(), base_urls=("https://otp-eu.example.com/v1",)
+    )
+    assert guard.blocks("otp.api.engagelab.cc")
+    assert guard.blocks(b"otpsmpp.api.engagelab.cc")
+    assert guard.blocks("otp-eu.example.com")
+    assert not guard.blocks("example.com")
+    assert not guard.blocks(None)
+    guard.allow("otp.api.engagelab.cc")
+    assert not guard.blocks("otp.api.engagelab.cc")
+    guard.disallow("otp.api.engagelab.cc")
+    assert guard.blocks("otp.api.engagelab.cc")
+    guard.begin_test(live=True)
+    assert not guard.blocks("otp.api.engagelab.cc")
+    guard.end_test()
+    assert guard.blocks("otp.api.engagelab.cc")
+    off = guard_from_options(option="off", ini="true", hosts=(), base_urls=())
+    assert not off.enabled
+
+
+def test_the_error_is_a_connection_error_that_survives_pickling() -> None:
+    import pickle
+
+    from pytest_engagelab import EngageLabGuardError
+
+    error = EngageLabGuardError("stopped", host="otp.api.engagelab.cc", port=443, method="POST")
+    assert isinstance(error, ConnectionError)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.host, copy.port, copy.method, copy.path) == (
+        "stopped",
+        "otp.api.engagelab.cc",
+        443,
+        "POST",
+        None,
+    )
+
+
+def test_uninstalling_restores_the_socket_functions_it_found() -> None:
+    import socket
+
+    from pytest_engagelab import guard as guard_module
+
+    before = (socket.getaddrinfo, socket.gethostbyname, vars(socket.socket).get("connect"))
+    guard = guard_module.guard_from_options(option=None, ini="", hosts=(), base_urls=())
+    guard_module.install(guard)
+    try:
+        assert socket.getaddrinfo is not before[0]
+        with pytest.raises(guard_module.EngageLabGuardError):
+            socket.getaddrinfo("otp.api.engagelab.cc", 443)
+        assert guard.take_attempts()[0].host == "otp.api.engagelab.cc"
+        assert guard.take_attempts() == []
+    finally:
+        guard_module.uninstall(guard)
+    after = (socket.getaddrinfo, socket.gethostbyname, vars(socket.socket).get("connect"))
+    assert after == before

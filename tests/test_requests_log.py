@@ -269,8 +269,7 @@ def test_the_report_section_stops_at_fifty_lines(pytester: pytest.Pytester) -> N
     result.stdout.fnmatch_lines(
         [
             "*- EngageLab requests -*",
-            "1. GET /v1/nothing -> 404 "
-            '{"code":4001,"message":"no such endpoint: GET /v1/nothing"}',
+            '1. GET /v1/nothing -> 404 {"code":4001,"message":"no such endpoint: GET /v1/nothing"}',
             "50. GET /v1/nothing -> 404 *",
             "... and 3 more",
         ]
