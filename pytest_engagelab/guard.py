@@ -145,7 +145,7 @@ class HostPatterns:
                 or any(c.isspace() for c in bare)
             ):
                 raise ValueError(
-                    f"{source}: {line!r} is not a host name; give one host per line, such as "
+                    f"{source} = {line!r}: not a host name; give one host per line, such as "
                     "api.engagelab.cc, or *.engagelab.cc for every subdomain (no scheme, port "
                     "or path)"
                 )
@@ -552,7 +552,7 @@ def guard_from_options(
     word = (option or ini).strip().lower() or "true"
     if word not in _SWITCH:
         raise ValueError(
-            f"pytest-engagelab: ini option engagelab_guard = {ini!r} is not a boolean; use true "
+            f"pytest-engagelab: ini option engagelab_guard = {ini!r}: not a boolean; use true "
             "(the default: no test reaches EngageLab unless marked engagelab_live) or false"
         )
     patterns = HostPatterns(frozenset(ENGAGELAB_HOSTS)) | HostPatterns.parse(

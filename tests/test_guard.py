@@ -419,13 +419,14 @@ def test_the_guard_can_be_turned_off_and_says_so_in_the_header(
     [
         (
             "engagelab_guard = maybe",
-            "ERROR: pytest-engagelab: ini option engagelab_guard = 'maybe' is not a boolean; use "
+            "ERROR: pytest-engagelab: ini option engagelab_guard = 'maybe': not a boolean; use "
             "true (the default: no test reaches EngageLab unless marked engagelab_live) or false",
         ),
         (
             "engagelab_guard_hosts =\n    https://sms.example.com/v1",
-            "ERROR: pytest-engagelab: ini option engagelab_guard_hosts: 'https://sms.example.com/v1'"
-            " is not a host name; give one host per line, such as api.engagelab.cc, or "
+            "ERROR: pytest-engagelab: ini option engagelab_guard_hosts = "
+            "'https://sms.example.com/v1': not a host name; give one host per line, such as "
+            "api.engagelab.cc, or "
             "*.engagelab.cc for every subdomain (no scheme, port or path)",
         ),
     ],
