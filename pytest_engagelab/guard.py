@@ -25,7 +25,6 @@ import socket
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -117,12 +116,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-@dataclass(frozen=True)
 class HostPatterns:
     """Host names, exact (``otp.api.engagelab.cc``) or every subdomain (``*.engagelab.cc``)."""
 
-    exact: frozenset[str] = frozenset()
-    suffixes: tuple[str, ...] = ()
+    # Plain classes here, not dataclasses: this module loads with the plugin, and each
+    # dataclass costs a millisecond or two of start-up to build.
+    __slots__ = ("exact", "suffixes")
+
+    def __init__(self, exact: frozenset[str] = frozenset(), suffixes: tuple[str, ...] = ()):
+        self.exact = exact
+        self.suffixes = suffixes
+
+    def __repr__(self) -> str:
+        return f"HostPatterns(exact={sorted(self.exact)!r}, suffixes={self.suffixes!r})"
 
     @classmethod
     def parse(cls, lines: Iterable[str], *, source: str) -> HostPatterns:
@@ -165,7 +171,6 @@ class HostPatterns:
         return HostPatterns(self.exact | other.exact, self.suffixes + other.suffixes)
 
 
-@dataclass
 class Guard:
     """The guard of one pytest session: what it guards, what the current test allows,
     and what it stopped.
@@ -176,14 +181,18 @@ class Guard:
     yet reported; ``stopped`` counts every refusal of the session.
     """
 
-    hosts: HostPatterns
-    enabled: bool = True
-    live: bool = False
-    attempts: list[EngageLabGuardError] = field(default_factory=list)
-    stopped: int = 0
-    _allowed: dict[str, int] = field(default_factory=dict)
-    _watched: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, hosts: HostPatterns, *, enabled: bool = True) -> None:
+        self.hosts = hosts
+        self.enabled = enabled
+        self.live = False
+        self.attempts: list[EngageLabGuardError] = []
+        self.stopped = 0
+        self._allowed: dict[str, int] = {}
+        self._watched: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Guard(hosts={self.hosts!r}, enabled={self.enabled}, stopped={self.stopped})"
 
     def blocks(self, host: object) -> bool:
         """Whether a connection to ``host`` must be stopped now."""
@@ -575,14 +584,14 @@ def host_of(url: str) -> str | None:
     return _normal(host) if host else None
 
 
-@dataclass
 class Counts:
     """What the session's emulators answered and its cassettes did, for the summary line."""
 
-    answered: int = 0
-    stopped: int = 0
-    replayed: int = 0
-    recorded: int = 0
+    def __init__(self) -> None:
+        self.answered = 0
+        self.stopped = 0
+        self.replayed = 0
+        self.recorded = 0
 
     def add(self, other: Mapping[str, int]) -> None:
         for name in ("answered", "stopped", "replayed", "recorded"):
