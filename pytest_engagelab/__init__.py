@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     )
     from pytest_engagelab.emulator.journal import SentMessage
     from pytest_engagelab.emulator.model import EmulatorEvent, EmulatorResponse, Fault, Injection
+    from pytest_engagelab.emulator.request_log import RequestRecord
     from pytest_engagelab.emulator.settings import EngageLabSettings
     from pytest_engagelab.emulator.templates import Template
     from pytest_engagelab.errors import EngageLabError, ErrorCode
@@ -55,6 +56,7 @@ __all__ = [
     "OTPClient",
     "OTPMock",
     "OTPServer",
+    "RequestRecord",
     "SendResult",
     "SentMessage",
     "Template",
@@ -88,6 +90,7 @@ _WHERE: dict[str, str] = {
     "OTPClient": "pytest_engagelab.client",
     "OTPMock": "pytest_engagelab.doors.mock",
     "OTPServer": "pytest_engagelab.doors.server",
+    "RequestRecord": "pytest_engagelab.emulator.request_log",
     "SendResult": "pytest_engagelab.client",
     "SentMessage": "pytest_engagelab.emulator.journal",
     "Template": "pytest_engagelab.emulator.templates",

@@ -336,6 +336,8 @@ def _requests_section(item: pytest.Item, report: pytest.TestReport) -> None:
     item.stash[_SECTION_KEY] = True
     lines: list[str] = []
     for one in controls:
+        if len(controls) > 1:  # say which door each block is
+            lines.append(f"{type(one).__name__} at {one.base_url}:")
         lines.extend(one.requests_lines())
     if not lines:
         lines = ["(none)"]

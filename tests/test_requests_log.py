@@ -282,3 +282,27 @@ def test_no_summary_line_when_the_kit_was_not_used(pytester: pytest.Pytester) ->
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     assert "engagelab:" not in result.stdout.str()
+
+
+def test_with_both_doors_the_section_says_which_answered_what(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import httpx
+
+        def test_both(otp_mock, otp_server):
+            httpx.get("https://otp.api.engagelab.cc/v1/template-configs")
+            httpx.get(otp_server.url + "/v1/nothing")
+            assert False
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=short")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- EngageLab requests -*",
+            "OTPMock at https://otp.api.engagelab.cc:",
+            '1. GET /v1/template-configs -> 401 {"code":2001,"message":"authentication failed: *',
+            "OTPServer at http://127.0.0.1:*:",
+            '1. GET /v1/nothing -> 404 {"code":4001,"message":"no such endpoint: GET /v1/nothing"}',
+        ]
+    )
