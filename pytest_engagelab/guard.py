@@ -19,8 +19,10 @@ This module imports nothing beyond what pytest has already imported.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
+import re
 import socket
 import sys
 import threading
@@ -40,6 +42,7 @@ __all__ = [
     "host_of",
     "install",
     "is_loopback",
+    "mask_credentials",
     "patch_asyncio",
     "uninstall",
 ]
@@ -53,6 +56,8 @@ _WAYS_OUT: Final = (
     "EngageLab on purpose."
 )
 _FRAMES: Final = 80  # how far up the stack the guard looks for the request
+_BASIC: Final = re.compile(r"Basic ([A-Za-z0-9+/]{8,}={0,2})")
+_SHORTEST_SECRET: Final = 6  # a shorter secret would mask ordinary words in a report
 
 
 class EngageLabGuardError(ConnectionError):
@@ -75,6 +80,7 @@ class EngageLabGuardError(ConnectionError):
         recipient: str | None = None,
     ) -> None:
         super().__init__(message)
+        self._secrets: frozenset[str] = frozenset()
         self.host = host
         self.port = port
         self.method = method
@@ -252,7 +258,7 @@ class Guard:
         number = port if isinstance(port, int) and not isinstance(port, bool) else None
         if number is None and isinstance(port, str | bytes) and port.isdigit():
             number = int(port)
-        method, path, recipient = _request_context(frame)
+        method, path, recipient, secrets = _request_context(frame)
         error = EngageLabGuardError(
             _message(name, number, method, path, recipient),
             host=name,
@@ -261,6 +267,7 @@ class Guard:
             path=path,
             recipient=recipient,
         )
+        error._secrets = secrets  # never in its message, repr or pickle
         with self._lock:
             self.attempts.append(error)
             self.stopped += 1
@@ -375,21 +382,71 @@ def _recipient(body: object) -> str | None:
     return ", ".join(redact_recipients(t) for t in recipients) or None
 
 
-def _request_context(frame: FrameType | None) -> tuple[str | None, str | None, str | None]:
+def _secret_forms(authorization: object, into: set[str]) -> None:
+    """Add the forms of a Basic credential (token, ``key:secret``, secret) to ``into``."""
+    if not isinstance(authorization, str):
+        return
+    match = _BASIC.search(authorization)
+    if match is not None:
+        token = match.group(1)
+        try:
+            pair = base64.b64decode(token, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return
+        into.add(token)
+        _key, colon, secret = pair.partition(":")
+        if colon:
+            into.add(pair)
+            if len(secret) >= _SHORTEST_SECRET:
+                into.add(secret)
+
+
+def _credentials_in(local: dict[str, Any], into: set[str]) -> None:
+    """The credentials a frame holds: its ``auth=(key, secret)``, header mappings and
+    request objects (which ``pytest -l`` would print)."""
+    auth = local.get("auth")
+    if type(auth) is tuple and len(auth) == 2 and all(isinstance(a, str) for a in auth):
+        key, secret = auth
+        pair = f"{key}:{secret}"
+        into.add(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
+        into.add(pair)
+        if len(secret) >= _SHORTEST_SECRET:
+            into.add(secret)
+    for value in local.values():
+        if isinstance(value, str):
+            if value.startswith("Basic "):
+                _secret_forms(value, into)
+            continue
+        headers = getattr(value, "headers", None)  # httpx.Request
+        if headers is None and isinstance(getattr(value, "unredirected_hdrs", None), dict):
+            headers = {**value.unredirected_hdrs, **value.headers}  # urllib.request.Request
+        if headers is None and isinstance(value, Mapping):
+            headers = value
+        if headers is not None and hasattr(headers, "get"):
+            for name in ("authorization", "Authorization"):
+                _secret_forms(headers.get(name), into)
+
+
+def _request_context(
+    frame: FrameType | None,
+) -> tuple[str | None, str | None, str | None, frozenset[str]]:
     """The method, path and (redacted) recipient of the request being made, when one of
-    the caller's frames tells (httpx, requests/urllib3, urllib, http.client do)."""
+    the caller's frames tells (httpx, requests/urllib3, urllib, http.client do), and the
+    credentials those frames hold (to mask them in the failure report)."""
     method = path = None
     body: object = None
+    secrets: set[str] = set()
     depth = 0
     try:
         while frame is not None and depth < _FRAMES:
-            found = _from_frame(frame.f_locals)
-            if found is not None:
-                if method is None:
-                    method, path = found[0], found[1]
-                if found[2] is not None:
+            local = frame.f_locals
+            if body is None:
+                found = _from_frame(local)
+                if found is not None:
+                    if method is None:
+                        method, path = found[0], found[1]
                     body = found[2]
-                    break
+            _credentials_in(local, secrets)
             frame = frame.f_back
             depth += 1
     except Exception:  # the message is a courtesy: never fail the refusal over it
@@ -400,7 +457,7 @@ def _request_context(frame: FrameType | None) -> tuple[str | None, str | None, s
         recipient = _recipient(body)
     except Exception:
         recipient = None
-    return method, path, recipient
+    return method, path, recipient, frozenset(secrets)
 
 
 # -- the patches ----------------------------------------------------------------------------
@@ -626,3 +683,20 @@ def attempts_text(attempts: list[EngageLabGuardError]) -> str:
     return "\n".join(
         message + (f" ({times} times)" if times > 1 else "") for message, times in counted.items()
     )
+
+
+
+
+def mask_credentials(text: str, attempts: Iterable[EngageLabGuardError] = ()) -> str:
+    """``text`` with the credentials of the stopped requests masked, and every Basic
+    credential it shows: the base64 token, and the ``key:secret`` and secret it decodes
+    to, wherever they appear (``pytest -l`` prints the clients' header dictionaries and
+    the test's own ``auth=(key, secret)``)."""
+    forms: set[str] = set()
+    for attempt in attempts:
+        forms.update(attempt._secrets)
+    for match in _BASIC.finditer(text):
+        _secret_forms(match.group(0), forms)
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text

@@ -302,18 +302,29 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 def _guard_report(item: pytest.Item, report: pytest.TestReport, excinfo: Any) -> None:
     """A test whose code caught the guard's error fails anyway; a test that failed for
-    another reason shows what the guard stopped."""
+    another reason shows what the guard stopped.  The stopped requests' credentials are
+    masked in the failure (``-l`` prints the clients' headers)."""
     guard = item.config.stash.get(_GUARD_KEY, None)
     if guard is None or not guard.attempts:
         return
-    text = _guard.attempts_text(guard.take_attempts())
+    attempts = guard.take_attempts()
+    text = _guard.attempts_text(attempts)
     if report.passed:
         report.outcome = "failed"
         report.longrepr = (
             f"{text}\nThe code under test caught this error and carried on; the test fails "
             "anyway: a real OTP would have gone out."
         )
-    elif report.failed and not _raised_by_guard(excinfo):
+        return
+    if not report.failed:
+        return
+    by_guard = _raised_by_guard(excinfo)
+    if report.longrepr is not None:
+        failure = str(report.longrepr)
+        masked = _guard.mask_credentials(failure, attempts)
+        if masked != failure:  # the short summary reads the first line: the guard's message
+            report.longrepr = f"{attempts[0]!s}\n\n{masked}" if by_guard else masked
+    if not by_guard:
         report.sections.append(("EngageLab guard", text))
 
 

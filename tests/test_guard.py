@@ -11,6 +11,7 @@ proves the request went through without touching the internet.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import hypothesis
@@ -113,6 +114,7 @@ def pytest_unconfigure(config):
 CLIENTS = """
 import asyncio
 import http.client
+import base64
 import json
 import socket
 import urllib.request
@@ -593,3 +595,42 @@ def test_uninstalling_restores_the_socket_functions_it_found() -> None:
         guard_module.uninstall(guard)
     after = (socket.getaddrinfo, socket.gethostbyname, vars(socket.socket).get("connect"))
     assert after == before
+
+
+def test_with_locals_shown_the_stopped_requests_credentials_are_masked(
+    pytester: pytest.Pytester,
+) -> None:
+    """``pytest -l`` prints every frame's locals: requests' header dicts, the SDK's
+    Authorization, the ``auth=`` tuple.  None of the credentials may show."""
+    key, secret = "live-key-0451", "live-secret-8812"
+    token = base64.b64encode(f"{key}:{secret}".encode()).decode()
+    pytester.makepyfile(
+        test_leak=f"""
+        import engagelab_otp
+        import httpx
+        import requests
+
+        URL = "https://otp.api.engagelab.cc/v1/messages"
+        AUTH = ({key!r}, {secret!r})
+
+        def test_requests():
+            requests.post(URL, json={{"to": "+6598765432"}}, auth=AUTH)
+
+        def test_sdk():
+            engagelab_otp.OTPClient(*AUTH).send("+6598765432", "login")
+
+        def test_httpx():
+            httpx.post(URL, json={{"to": "+6598765432"}}, auth=AUTH)
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=long", "-l", "-rf")
+    result.assert_outcomes(failed=3)
+    output = result.stdout.str() + result.stderr.str()
+    for form in (secret, f"{key}:{secret}", token):
+        assert form not in output
+    result.stdout.fnmatch_lines(
+        [
+            f"FAILED test_leak.py::{name} - pytest-engagelab stopped*"
+            for name in ("test_requests", "test_sdk", "test_httpx")
+        ]
+    )
