@@ -16,8 +16,12 @@ import json
 
 import hypothesis
 import pytest
+import yaml
 
-del hypothesis  # loaded once, not by every in-process run (see test_plugin.py)
+# Loaded once here, not by each in-process run: pytester unloads the modules an inner run
+# imported (hypothesis would cost a second a run; yaml, unloaded between recording and
+# replaying, cannot read the cassette back).
+del hypothesis, yaml
 
 WAYS_OUT = (
     "no test may reach EngageLab by accident. Use the otp_mock fixture, point the client at "
@@ -507,6 +511,16 @@ def test_a_recording_cassette_reaches_its_endpoint_and_nothing_else_does(
             "0 cassettes replayed, 1 recorded (record mode once)",
         ]
     )
+    monkeypatch.delenv("INNER_LIVE")  # offline now: the cassette answers
+    replay = pytester.runpytest("-p", "no:cacheprovider", "-k", "test_records")
+    replay.assert_outcomes(passed=1, deselected=1)
+    replay.stdout.fnmatch_lines(
+        [
+            "engagelab: 0 requests answered by the emulator, 0 stopped by the guard, "
+            "1 cassette replayed, 0 recorded (record mode none)"
+        ]
+    )
+    assert "recording cassettes" not in replay.stdout.str()
 
 
 # -- the parts -------------------------------------------------------------------------------
