@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import json
+import os
 import re
 import socket
 import sys
@@ -196,6 +197,7 @@ class Guard:
         self._allowed: dict[str, int] = {}
         self._watched: dict[str, int] = {}
         self._lock = threading.Lock()
+        self._proxied = _proxy_configured()
 
     def __repr__(self) -> str:
         return f"Guard(hosts={self.hosts!r}, enabled={self.enabled}, stopped={self.stopped})"
@@ -213,9 +215,28 @@ class Guard:
             return False
         return host in self.hosts or host in self._watched
 
+    def refusal(self, host: object, port: object, frame: FrameType) -> EngageLabGuardError | None:
+        """The error to raise for a lookup of or connect to ``host`` from ``frame``, or ``None``.
+
+        A guarded ``host`` is refused.  So is any other host when the request being made
+        (seen in the caller's frames) is for a guarded one: a proxy would carry it to
+        EngageLab.  Loopback is looked at only while a proxy is configured in the
+        environment, so a test's own servers cost nothing.
+        """
+        if not self.enabled or self.live:
+            return None
+        if self.blocks(host):
+            return self.stop(host, port, frame)
+        if self._proxied or not (isinstance(host, str) and is_loopback(host)):
+            target = _requested_host(frame, self)
+            if target is not None:
+                return self.stop(target, None, frame, via=f"{_text(host) or host}:{port}")
+        return None
+
     def begin_test(self, *, live: bool) -> None:
         """A test starts: forget the last test's allowances and refusals."""
         with self._lock:
+            self._proxied = _proxy_configured()
             self.live = live
             self.attempts = []
             self._allowed.clear()
@@ -250,8 +271,11 @@ class Guard:
             attempts, self.attempts = self.attempts, []
         return attempts
 
-    def stop(self, host: object, port: object, frame: FrameType | None) -> EngageLabGuardError:
-        """Remember a refusal and return the exception to raise in the caller."""
+    def stop(
+        self, host: object, port: object, frame: FrameType | None, *, via: str | None = None
+    ) -> EngageLabGuardError:
+        """Remember a refusal and return the exception to raise in the caller; ``via`` is
+        the proxy the request would have gone through."""
         if isinstance(host, bytes):
             host = host.decode("ascii", "replace")
         name = _normal(str(host))
@@ -260,7 +284,7 @@ class Guard:
             number = int(port)
         method, path, recipient, secrets = _request_context(frame)
         error = EngageLabGuardError(
-            _message(name, number, method, path, recipient),
+            _message(name, number, method, path, recipient, via),
             host=name,
             port=number,
             method=method,
@@ -284,7 +308,12 @@ def _drop(counts: dict[str, int], host: str, lock: threading.Lock) -> None:
 
 
 def _message(
-    host: str, port: int | None, method: str | None, path: str | None, recipient: str | None
+    host: str,
+    port: int | None,
+    method: str | None,
+    path: str | None,
+    recipient: str | None,
+    via: str | None = None,
 ) -> str:
     where = f"{host}:{port}" if port is not None else host
     if method and path:
@@ -295,6 +324,8 @@ def _message(
         what = f"a connection to {where}"
     if recipient:
         what += f" (recipient {recipient})"
+    if via:
+        what += f" through the proxy {via}"
     return f"pytest-engagelab stopped {what} before it left the test: {_WAYS_OUT}"
 
 
@@ -360,6 +391,55 @@ def _from_frame(local: dict[str, Any]) -> tuple[str | None, str | None, object] 
             )
             return method.upper(), path, body
     return None
+
+
+def _hosts_in(local: dict[str, Any]) -> list[str]:
+    """The hosts the request a frame is making is for: its request object's URL, a
+    tunnel's target (``http.client`` through a proxy), or an absolute ``url``."""
+    hosts: list[str] = []
+    for value in local.values():
+        kind = type(value)
+        if kind.__name__ != "Request":
+            continue
+        if kind.__module__.startswith(("httpx", "httpcore")):
+            hosts.append(_text(getattr(value.url, "host", None)) or "")
+            if _text(getattr(value, "method", None)) == "CONNECT":  # httpcore's tunnel
+                target = _text(getattr(value.url, "target", None)) or ""
+                hosts.append(target.rpartition(":")[0])
+        elif kind.__module__ == "urllib.request":
+            hosts.append(urlsplit(value.full_url).hostname or "")
+    tunnel = getattr(local.get("self"), "_tunnel_host", None)
+    if isinstance(tunnel, str):
+        hosts.append(tunnel)
+    url = _text(local.get("url"))
+    if url is not None and "://" in url and local.get("method") is not None:
+        hosts.append(urlsplit(url).hostname or "")
+    return [host for host in hosts if host]
+
+
+def _requested_host(frame: FrameType | None, guard: Guard) -> str | None:
+    """A guarded host a request being made is for, seen in the caller's frames."""
+    depth = 0
+    try:
+        while frame is not None and depth < _FRAMES:
+            for host in _hosts_in(frame.f_locals):
+                if guard.blocks(host):
+                    return host
+            frame = frame.f_back
+            depth += 1
+    except Exception:  # looking is a courtesy to proxies: never fail a connect over it
+        return None
+    finally:
+        del frame
+    return None
+
+
+_PROXY_VARIABLES: Final = ("https_proxy", "http_proxy", "all_proxy")
+
+
+def _proxy_configured() -> bool:
+    """Whether the environment sends clients through a proxy (any case of the names)."""
+    return any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES)
 
 
 def _recipient(body: object) -> str | None:
@@ -442,7 +522,7 @@ def _request_context(
             local = frame.f_locals
             if body is None:
                 found = _from_frame(local)
-                if found is not None:
+                if found is not None and found[0] != "CONNECT":  # a proxy tunnel: look on
                     if method is None:
                         method, path = found[0], found[1]
                     body = found[2]
@@ -496,8 +576,10 @@ def _guarded_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         __tracebackhide__ = True
         guard = _active()
-        if guard is not None and host is not None and guard.blocks(host):
-            raise guard.stop(host, port, sys._getframe(1))
+        if guard is not None and host is not None:
+            error = guard.refusal(host, port, sys._getframe(1))
+            if error is not None:
+                raise error
         return original(host, port, family, type, proto, flags)
 
     return getaddrinfo
@@ -507,8 +589,10 @@ def _guarded_by_name(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def resolve(hostname: Any) -> Any:
         __tracebackhide__ = True
         guard = _active()
-        if guard is not None and guard.blocks(hostname):
-            raise guard.stop(hostname, None, sys._getframe(1))
+        if guard is not None:
+            error = guard.refusal(hostname, None, sys._getframe(1))
+            if error is not None:
+                raise error
         return original(hostname)
 
     resolve.__name__ = getattr(original, "__name__", "resolve")
@@ -519,9 +603,11 @@ def _guarded_connect(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any]
     def connect(self: Any, address: Any) -> Any:
         __tracebackhide__ = True
         guard = _active()
-        if guard is not None and type(address) is tuple and address and guard.blocks(address[0]):
+        if guard is not None and type(address) is tuple and address:
             port = address[1] if len(address) > 1 else None
-            raise guard.stop(address[0], port, sys._getframe(1))
+            error = guard.refusal(address[0], port, sys._getframe(1))
+            if error is not None:
+                raise error
         return original(self, address)
 
     connect.__name__ = getattr(original, "__name__", "connect")
@@ -543,8 +629,10 @@ def _guarded_loop_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any
         # them) are on the stack; the executor thread that resolves would not see them.
         __tracebackhide__ = True
         guard = _active()
-        if guard is not None and host is not None and guard.blocks(host):
-            raise guard.stop(host, port, sys._getframe(1))
+        if guard is not None and host is not None:
+            error = guard.refusal(host, port, sys._getframe(1))
+            if error is not None:
+                raise error
         return await original(self, host, port, family=family, type=type, proto=proto, flags=flags)
 
     return getaddrinfo
@@ -683,8 +771,6 @@ def attempts_text(attempts: list[EngageLabGuardError]) -> str:
     return "\n".join(
         message + (f" ({times} times)" if times > 1 else "") for message, times in counted.items()
     )
-
-
 
 
 def mask_credentials(text: str, attempts: Iterable[EngageLabGuardError] = ()) -> str:

@@ -648,3 +648,65 @@ def test_with_locals_shown_the_stopped_requests_credentials_are_masked(
             for name in ("test_requests", "test_sdk", "test_httpx")
         ]
     )
+
+
+PROXIED = """
+import json
+import urllib.request
+
+import httpx
+import requests
+
+BODY = {"to": "+6598765432", "template": {"id": "login"}}
+URL = "https://otp.api.engagelab.cc/v1/messages"
+
+
+def test_httpx_through_a_proxy():
+    httpx.post(URL, json=BODY)
+
+
+def test_requests_through_a_proxy():
+    requests.post(URL, json=BODY, timeout=5)
+
+
+def test_urllib_through_a_proxy():
+    request = urllib.request.Request(URL, data=json.dumps(BODY).encode(), method="POST")
+    # a new opener reads the proxy from the environment (urlopen's is built once per process)
+    urllib.request.build_opener().open(request, timeout=5)
+
+
+def test_httpx_to_another_host_through_the_proxy_is_left_alone():
+    try:
+        httpx.get("https://example.org/")
+    except httpx.HTTPError:
+        pass  # nothing listens at the proxy: only the guard's silence matters here
+"""
+
+
+def test_a_proxy_does_not_carry_a_request_past_the_guard(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HTTPS_PROXY set, clients connect to the proxy, not to EngageLab: the guard
+    reads the request's own host from the clients' frames and stops it before the proxy."""
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeconftest(RECORDER)
+    pytester.makepyfile(test_proxied=PROXIED)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--tb=short")
+    result.assert_outcomes(failed=3, passed=1)
+    stopped = (
+        "pytest-engagelab stopped POST /v1/messages to otp.api.engagelab.cc (recipient "
+        "+15556318175) through the proxy 127.0.0.1:9 before it left the test: "
+    )
+    for name, error in (
+        ("httpx", "httpx.ConnectError"),
+        ("requests", "requests.exceptions.ProxyError"),
+        ("urllib", "urllib.error.URLError"),
+    ):
+        result.stdout.fnmatch_lines(
+            [f"*_ test_{name}_through_a_proxy _*", f"E   {error}: *{stopped}*"]
+        )
+    # Only the test to another host reached the proxy (its one lookup and connect).
+    assert _calls(pytester) == [["getaddrinfo", "127.0.0.1"], ["connect", "127.0.0.1"]]
