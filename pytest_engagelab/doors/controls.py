@@ -221,10 +221,12 @@ class EmulatorControls:
         (a copy; bounded by ``journal_limit`` like :attr:`sent`)."""
         return self.emulator.requests.snapshot()
 
-    def requests_lines(self) -> list[str]:
-        """One line per request and its answer (no credentials), for failure reports."""
+    def requests_lines(self, limit: int | None = None) -> list[str]:
+        """One line per request and its answer (no credentials), oldest first, for failure
+        reports; at most ``limit`` requests."""
         log = self.emulator.requests
-        lines = [f"{i}. {r.describe()}" for i, r in enumerate(log.snapshot(), log.dropped + 1)]
+        kept = log.snapshot()[:limit]
+        lines = [f"{i}. {r.describe()}" for i, r in enumerate(kept, log.dropped + 1)]
         if log.dropped:
             lines.insert(0, f"({log.dropped} older requests dropped)")
         return lines
