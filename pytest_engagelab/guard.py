@@ -6,8 +6,10 @@ client ends up in -- name resolution (``socket.getaddrinfo``, ``gethostbyname``,
 (``socket.socket.connect``/``connect_ex``) -- and refuses an EngageLab host there,
 before any DNS query or connection.  httpx (sync and async), requests/urllib3,
 ``urllib.request``, ``http.client``, the official SDK and raw sockets all pass
-through these, so one guard covers them all.  A host that is not guarded costs one
-set lookup per name lookup or connect, nothing per request on an open connection.
+through these, so one guard covers them all.  A loopback host costs a few set
+lookups per name lookup or connect; any other host also a look at the caller's frames
+(for a request that a proxy would carry to EngageLab); nothing is checked per request
+on an open connection.
 
 The refusal is :class:`EngageLabGuardError`, a :class:`ConnectionError`: every client
 reports it the way it reports an unreachable host (``httpx.ConnectError``,
@@ -20,6 +22,7 @@ This module imports nothing beyond what pytest has already imported.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 import os
@@ -112,6 +115,7 @@ def _normal(host: str) -> str:
     return host.lower().rstrip(".")
 
 
+@functools.lru_cache(maxsize=256)  # asked on every lookup and connect: hosts repeat
 def is_loopback(host: str) -> bool:
     """Whether ``host`` is ``localhost`` or a loopback address (never guarded)."""
     host = _normal(host).strip("[]")
