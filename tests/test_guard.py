@@ -710,3 +710,29 @@ def test_a_proxy_does_not_carry_a_request_past_the_guard(
         )
     # Only the test to another host reached the proxy (its one lookup and connect).
     assert _calls(pytester) == [["getaddrinfo", "127.0.0.1"], ["connect", "127.0.0.1"]]
+
+
+def test_the_marker_and_the_options_are_documented_in_pytest(pytester: pytest.Pytester) -> None:
+    markers = pytester.runpytest("--markers")
+    markers.stdout.fnmatch_lines(
+        [
+            "@pytest.mark.engagelab_live: let this test reach the real EngageLab "
+            "(otp.api.engagelab.cc, the SMPP host, the configured base URL): without it, the "
+            "pytest-engagelab guard stops every attempt before a name lookup or connection."
+        ]
+    )
+    usage = pytester.runpytest("--help")
+    usage.stdout.fnmatch_lines(
+        [
+            "  --engagelab-guard={on,off}",
+            "*on (default): stop every attempt to reach EngageLab*",
+        ]
+    )
+    usage.stdout.fnmatch_lines(
+        [
+            "  engagelab_guard (string):",
+            "*stop every attempt to reach EngageLab from a test not*",
+            "  engagelab_guard_hosts (linelist):",
+            "*more hosts the guard stops, one per line*",
+        ]
+    )
