@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from pytest_engagelab.cassettes import CassetteError, CassetteMiss, DriftReport, check_drift
     from pytest_engagelab.client import AsyncOTPClient, OTPClient, SendResult, VerifyResult
     from pytest_engagelab.doors.controls import MessageCriteria
+    from pytest_engagelab.doors.guard import EngageLabGuardError
     from pytest_engagelab.doors.mock import OTPMock
     from pytest_engagelab.doors.server import OTPServer
     from pytest_engagelab.emulator.clock import Clock
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     )
     from pytest_engagelab.emulator.journal import SentMessage
     from pytest_engagelab.emulator.model import EmulatorEvent, EmulatorResponse, Fault, Injection
+    from pytest_engagelab.emulator.request_log import RequestRecord
     from pytest_engagelab.emulator.settings import EngageLabSettings
     from pytest_engagelab.emulator.templates import Template
     from pytest_engagelab.errors import EngageLabError, ErrorCode
@@ -45,6 +47,7 @@ __all__ = [
     "EmulatorEvent",
     "EmulatorResponse",
     "EngageLabError",
+    "EngageLabGuardError",
     "EngageLabSettings",
     "ErrorCode",
     "Fault",
@@ -53,6 +56,7 @@ __all__ = [
     "OTPClient",
     "OTPMock",
     "OTPServer",
+    "RequestRecord",
     "SendResult",
     "SentMessage",
     "Template",
@@ -77,6 +81,7 @@ _WHERE: dict[str, str] = {
     "EmulatorEvent": "pytest_engagelab.emulator.model",
     "EmulatorResponse": "pytest_engagelab.emulator.model",
     "EngageLabError": "pytest_engagelab.errors",
+    "EngageLabGuardError": "pytest_engagelab.doors.guard",
     "EngageLabSettings": "pytest_engagelab.emulator.settings",
     "ErrorCode": "pytest_engagelab.errors",
     "Fault": "pytest_engagelab.emulator.model",
@@ -85,6 +90,7 @@ _WHERE: dict[str, str] = {
     "OTPClient": "pytest_engagelab.client",
     "OTPMock": "pytest_engagelab.doors.mock",
     "OTPServer": "pytest_engagelab.doors.server",
+    "RequestRecord": "pytest_engagelab.emulator.request_log",
     "SendResult": "pytest_engagelab.client",
     "SentMessage": "pytest_engagelab.emulator.journal",
     "Template": "pytest_engagelab.emulator.templates",

@@ -19,6 +19,7 @@ import pytest
 from pytest_engagelab.cassettes.credentials import Credentials
 from pytest_engagelab.cassettes.files import cassette_path, shared_cassettes
 from pytest_engagelab.cassettes.settings import RECORD_MODES, CassetteSettings, cassette_settings
+from pytest_engagelab.doors import guard as _guard
 from pytest_engagelab.emulator.settings import (
     INI_OPTIONS,
     MARKER_KEYWORDS,
@@ -49,6 +50,20 @@ _CASSETTE_MARKER = (
 # -- end cassettes -----------------------------------------------------------------------------
 
 _SETTINGS_KEY = pytest.StashKey[EngageLabSettings]()
+
+# -- guard -------------------------------------------------------------------------------------
+_GUARD_KEY = pytest.StashKey[_guard.Guard]()
+_COUNTS_KEY = pytest.StashKey[_guard.Counts]()
+_CONTROLS_KEY = pytest.StashKey[list["EmulatorControls"]]()
+_SECTION_KEY = pytest.StashKey[bool]()
+_LIVE_MARKER = (
+    "engagelab_live: let this test reach the real EngageLab (otp.api.engagelab.cc, the SMPP "
+    "host, the configured base URL): without it, the pytest-engagelab guard stops every "
+    "attempt before a name lookup or connection."
+)
+#: Most lines of the "EngageLab requests" report section.
+_SECTION_LINES = 50
+# -- end guard ---------------------------------------------------------------------------------
 
 _ENGAGELAB_MARKER = (
     "engagelab(*, dev_key=..., dev_secret=..., base_url=..., strict_templates=False, "
@@ -111,6 +126,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
     )
     # -- end cassettes -------------------------------------------------------------------------
+    # -- guard ---------------------------------------------------------------------------------
+    group.addoption(
+        "--engagelab-guard",
+        dest="engagelab_guard",
+        choices=("on", "off"),
+        default=None,
+        help="on (default): stop every attempt to reach EngageLab from a test not marked "
+        "engagelab_live; off: let them through for this run (real OTPs, real costs)",
+    )
+    parser.addini(
+        "engagelab_guard",
+        help="stop every attempt to reach EngageLab from a test not marked engagelab_live "
+        "(default true; false lets real OTPs out)",
+        type="string",
+        default="",
+    )
+    parser.addini(
+        "engagelab_guard_hosts",
+        help="more hosts the guard stops, one per line: a host name, or *.domain for every "
+        "subdomain",
+        type="linelist",
+        default=[],
+    )
+    # -- end guard -----------------------------------------------------------------------------
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -140,6 +179,23 @@ def pytest_configure(config: pytest.Config) -> None:
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
     # -- end cassettes -------------------------------------------------------------------------
+    # -- guard ---------------------------------------------------------------------------------
+    config.addinivalue_line("markers", _LIVE_MARKER)
+    try:
+        guard = _guard.guard_from_options(
+            option=config.getoption("engagelab_guard", None),
+            ini=str(config.getini("engagelab_guard")),
+            hosts=config.getini("engagelab_guard_hosts"),
+            base_urls=(settings.base_url, os.environ.get("ENGAGELAB_BASE_URL", "")),
+        )
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[_GUARD_KEY] = guard
+    config.stash[_COUNTS_KEY] = _guard.Counts()
+    if guard.enabled:
+        _guard.install(guard)
+        config.add_cleanup(lambda: _guard.uninstall(guard))
+    # -- end guard -----------------------------------------------------------------------------
 
 
 # -- settings -----------------------------------------------------------------------------
@@ -207,9 +263,152 @@ def otp_mock(
 
     settings = _marker_settings(request.node, engagelab_settings)
     mock = OTPMock(settings.build_emulator(), base_url=settings.base_url)
-    with mock:
-        yield mock
+    # -- guard: what the mock cannot answer under its own host (another scheme or port) is
+    # stopped, never sent
+    guard = request.config.stash[_GUARD_KEY]
+    host = _guard.host_of(mock.base_url) or ""
+    guard.watch(host)
+    _track(request, mock)
+    try:
+        with mock:
+            yield mock
+    finally:
+        guard.unwatch(host)
+        _count_answered(request, mock)
     _check_all_fired(request, mock, settings, "otp_mock")
+
+
+# -- guard -------------------------------------------------------------------------------------
+
+
+def _track(request: pytest.FixtureRequest, controls: EmulatorControls) -> None:
+    """Remember the emulators a test used, for its "EngageLab requests" report section."""
+    request.node.stash.setdefault(_CONTROLS_KEY, []).append(controls)
+
+
+def _count_answered(request: pytest.FixtureRequest, controls: EmulatorControls) -> None:
+    request.config.stash[_COUNTS_KEY].answered += controls.emulator.requests.total
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """The guard lets a test marked ``engagelab_live`` through; each test starts afresh."""
+    guard = item.config.stash.get(_GUARD_KEY, None)
+    if guard is None:
+        return (yield)
+    guard.begin_test(live=item.get_closest_marker("engagelab_live") is not None)
+    _guard.patch_asyncio()
+    try:
+        return (yield)
+    finally:
+        guard.end_test()
+
+
+def _guard_report(item: pytest.Item, report: pytest.TestReport, excinfo: Any) -> None:
+    """A test whose code caught the guard's error fails anyway; a test that failed for
+    another reason shows what the guard stopped.  The stopped requests' credentials are
+    masked in the failure (``-l`` prints the clients' headers)."""
+    guard = item.config.stash.get(_GUARD_KEY, None)
+    if guard is None or not guard.attempts:
+        return
+    attempts = guard.take_attempts()
+    text = _guard.attempts_text(attempts)
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{text}\nThe code under test caught this error and carried on; the test fails "
+            "anyway: a real OTP would have gone out."
+        )
+        return
+    if not report.failed:
+        return
+    by_guard = _raised_by_guard(excinfo)
+    if report.longrepr is not None:
+        failure = str(report.longrepr)
+        masked = _guard.mask_credentials(failure, attempts)
+        if masked != failure:  # the short summary reads the first line: the guard's message
+            report.longrepr = f"{attempts[0]!s}\n\n{masked}" if by_guard else masked
+    if not by_guard:
+        report.sections.append(("EngageLab guard", text))
+
+
+def _raised_by_guard(excinfo: Any) -> bool:
+    error = getattr(excinfo, "value", None)
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, _guard.EngageLabGuardError):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _requests_section(item: pytest.Item, report: pytest.TestReport) -> None:
+    """The requests a failing test's emulators received, once per test."""
+    controls = item.stash.get(_CONTROLS_KEY, None)
+    if not controls or not report.failed or item.stash.get(_SECTION_KEY, False):
+        return
+    item.stash[_SECTION_KEY] = True
+    lines: list[str] = []
+    room, rest = _SECTION_LINES, 0
+    for one in controls:
+        if len(controls) > 1:  # say which door each block is
+            lines.append(f"{type(one).__name__} at {one.base_url}:")
+        kept = len(one.emulator.requests)
+        lines.extend(one.requests_lines(limit=room))  # described only as far as shown
+        rest += kept - min(kept, room)
+        room -= min(kept, room)
+    if not lines:
+        lines = ["(none)"]
+    if rest > 0:
+        lines.append(f"... and {rest} more")
+    report.sections.append(("EngageLab requests", "\n".join(lines)))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Nobody records by accident: the header says so when cassettes record."""
+    lines = []
+    cassettes = config.stash[_CASSETTES_KEY]
+    if cassettes.records:
+        base_url = cassettes.recording.base_url if cassettes.recording else "EngageLab"
+        host = _guard.host_of(base_url) or base_url
+        lines.append(
+            f"engagelab: recording cassettes against {host} (record mode {cassettes.record_mode}):"
+            " requests a cassette lacks go to the real endpoint"
+        )
+    if not config.stash[_GUARD_KEY].enabled:
+        lines.append("engagelab: guard off: tests can reach the real EngageLab")
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    counts = config.stash[_COUNTS_KEY]
+    counts.stopped += config.stash[_GUARD_KEY].stopped
+    config.stash[_GUARD_KEY].stopped = 0
+    mode = config.stash[_CASSETTES_KEY].record_mode
+    if any(counts.as_dict().values()) or mode != "none":
+        terminalreporter.write_line(counts.line(mode))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under xdist, a worker hands its counts to the controller's summary line."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        counts = session.config.stash[_COUNTS_KEY]
+        counts.stopped += session.config.stash[_GUARD_KEY].stopped
+        session.config.stash[_GUARD_KEY].stopped = 0
+        output["engagelab_counts"] = counts.as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", None) or {}
+    counts = output.get("engagelab_counts")
+    if isinstance(counts, dict):
+        node.config.stash[_COUNTS_KEY].add(counts)
+
+
+# -- end guard ---------------------------------------------------------------------------------
 
 
 def _check_all_fired(
@@ -300,6 +499,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    _guard_report(item, report, call.excinfo)  # -- guard --
+    _requests_section(item, report)  # -- guard --
     if report.when == "call":
         item.stash[_CALL_REPORT_KEY] = report
     if call.excinfo is not None and report.failed:
@@ -390,14 +591,27 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
         problem = str(error)
     if problem is not None:
         pytest.fail(problem, pytrace=False)
+    guard = request.config.stash[_GUARD_KEY]  # -- guard: a recording cassette reaches its host
+    host = _guard.host_of(active.credentials.base_url) if active.recording else None
+    if host:
+        guard.allow(host)
     try:
         yield active
     finally:
+        if host:
+            guard.disallow(host)
         passed = request.node.stash.get(_CALL_REPORT_KEY, None)
+        cassette = active.cassette
+        recorded = bool(getattr(cassette, "dirty", False))
         try:
             active.stop(save=passed is not None and passed.passed)
         except Exception as error:  # CassetteError: the file could not be written
             problem = str(error)
+        counts = request.config.stash[_COUNTS_KEY]  # -- guard: the summary line
+        if recorded and passed is not None and passed.passed and problem is None:
+            counts.recorded += 1
+        elif cassette is not None:
+            counts.replayed += 1
         if problem is not None:
             pytest.fail(problem, pytrace=False)
 
@@ -430,7 +644,9 @@ def otp_server(
 
     settings = _marker_settings(request.node, engagelab_settings)
     with OTPServer(settings.build_emulator()) as server:
+        _track(request, server)  # -- guard --
         yield server
+    _count_answered(request, server)  # -- guard --
     _check_all_fired(request, server, settings, "otp_server")
 
 
@@ -488,7 +704,9 @@ def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterat
         server = stash.get(_SESSION_SERVER_KEY, None)
     if server is not None:  # a new emulator: nothing of the last test, callbacks included
         server.emulator = settings.build_emulator()
+        _track(request, server)  # -- guard --
     yield
     server = stash.get(_SESSION_SERVER_KEY, None)
     if server is not None:
+        _count_answered(request, server)  # -- guard --
         _check_all_fired(request, server, settings, "otp_server_session")

@@ -207,6 +207,9 @@ class ControlAPI:
             ]
         }
 
+    def requests(self, payload: Any, query: dict[str, list[str]]) -> Any:
+        return {"requests": [entry.to_json() for entry in self.server.requests]}
+
     def last_code(self, payload: Any, query: dict[str, list[str]]) -> Any:
         to = query.get("to", [""])[-1]
         if not to:
@@ -261,6 +264,7 @@ class ControlAPI:
 _ROUTES: Final[dict[tuple[str, str], _Route]] = {
     ("GET", "health"): ControlAPI.health,
     ("GET", "sent"): ControlAPI.sent,
+    ("GET", "requests"): ControlAPI.requests,
     ("GET", "last-code"): ControlAPI.last_code,
     ("GET", "templates"): ControlAPI.list_templates,
     ("POST", "templates"): ControlAPI.templates,

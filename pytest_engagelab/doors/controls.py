@@ -3,11 +3,15 @@
 :class:`EmulatorControls` is the base of ``OTPMock`` (respx, in-process) and
 ``OTPServer`` (a loopback socket): the journal, the assertions, the last code,
 failure injection, templates and the clock.
+
+Why this module is long: it is the whole test-facing API every door inherits
+(journal and request assertions, injections, templates, clock, callbacks); one base
+class keeps ``otp_mock``, ``otp_server`` and the SMPP door answering alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, Unpack
 
@@ -15,12 +19,13 @@ from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab.emulator.journal import SentMessage
 from pytest_engagelab.emulator.model import InjectedError, Injection
+from pytest_engagelab.emulator.request_log import RequestRecord
 from pytest_engagelab.emulator.templates import Template
 
 if TYPE_CHECKING:  # callback delivery is imported by the first test that uses it
     from pytest_engagelab.callbacks import CallbackDelivery
 
-__all__ = ["EmulatorControls", "MessageCriteria"]
+__all__ = ["EmulatorControls", "MessageCriteria", "RequestCriteria", "VerifiedCriteria"]
 
 
 class MessageCriteria(TypedDict, total=False):
@@ -34,6 +39,86 @@ class MessageCriteria(TypedDict, total=False):
 
 
 _CRITERIA: Final = frozenset(MessageCriteria.__annotations__)
+
+
+class RequestCriteria(TypedDict, total=False):
+    """The fields ``assert_requested`` matches on; a field left out matches anything.
+    ``code=None`` asks for requests answered without an error code."""
+
+    endpoint: str | None
+    method: str
+    path: str
+    status: int | None
+    code: int | None
+
+
+class VerifiedCriteria(TypedDict, total=False):
+    """The fields ``assert_verified`` matches on: ``code`` is the code that was accepted."""
+
+    message_id: str
+    to: str
+    code: str
+
+
+_REQUEST_CRITERIA: Final = frozenset(RequestCriteria.__annotations__)
+_VERIFIED_CRITERIA: Final = frozenset(VerifiedCriteria.__annotations__)
+
+
+def _record_fields(entry: RequestRecord) -> dict[str, Any]:
+    return {
+        "endpoint": entry.endpoint,
+        "method": entry.method,
+        "path": entry.path,
+        "status": entry.status,
+        "code": entry.code,
+    }
+
+
+def _unknown(headline: str, given: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = set(given) - allowed
+    if unknown:
+        raise TypeError(
+            f"{headline}() got unknown keyword(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _differences(actual: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{name}: expected {value!r}, got {actual.get(name)!r}"
+        for name, value in expected.items()
+        if actual.get(name) != value
+    ]
+
+
+def _request_report(
+    headline: str,
+    expected: Mapping[str, Any],
+    label: str,
+    rows: Sequence[tuple[Mapping[str, Any], str]],
+    dropped: int,
+    limit: int | None,
+) -> str:
+    """What was expected, what arrived, and how the closest differs (as ``assert_sent``)."""
+    wanted = ", ".join(f"{k}={v!r}" for k, v in expected.items()) or "any request"
+    lines = [headline, f"Expected: {wanted}"]
+    if not rows:
+        lines.append(f"{label}: none")
+    else:
+        lines.append(f"{label} ({len(rows)}):")
+        lines.extend(f"  {i}. {line}" for i, (_, line) in enumerate(rows, 1))
+        distance, index = min(
+            (len(_differences(fields, expected)), i) for i, (fields, _) in enumerate(rows, 1)
+        )
+        if distance:
+            lines.append(f"Closest: #{index}, which differs in")
+            lines.extend(f"  {d}" for d in _differences(rows[index - 1][0], expected))
+    if dropped:
+        lines.append(
+            f"({dropped} older requests were dropped: the log keeps the last {limit}; raise "
+            "journal_limit to keep more)"
+        )
+    return "\n".join(lines)
 
 
 class EmulatorControls:
@@ -131,6 +216,100 @@ class EmulatorControls:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise TypeError(f"assert_sent_count() needs a count >= 0, not {count!r}")
         return self._find("assert_sent_count", count, criteria)
+
+    # -- every request ----------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request that reached the emulator, answered or refused, oldest first
+        (a copy; bounded by ``journal_limit`` like :attr:`sent`)."""
+        return self.emulator.requests.snapshot()
+
+    def requests_lines(self, limit: int | None = None) -> list[str]:
+        """One line per request and its answer (no credentials), oldest first, for failure
+        reports; at most ``limit`` requests."""
+        log = self.emulator.requests
+        kept = log.snapshot()[:limit]
+        lines = [f"{i}. {r.describe()}" for i, r in enumerate(kept, log.dropped + 1)]
+        if log.dropped:
+            lines.insert(0, f"({log.dropped} older requests dropped)")
+        return lines
+
+    def assert_requested(
+        self, *, times: int | None = None, **criteria: Unpack[RequestCriteria]
+    ) -> list[RequestRecord]:
+        """Assert that requests matching every given field arrived; return them.
+
+        Fields: ``endpoint`` (``"/v1/messages"``), ``method``, ``path``, ``status``
+        and ``code`` (the EngageLab error code answered; ``code=None`` matches
+        requests answered without one).  ``times`` asks for exactly that many; without
+        it, at least one.
+        """
+        __tracebackhide__ = True
+        _unknown("assert_requested", criteria, _REQUEST_CRITERIA)
+        if times is not None and (
+            not isinstance(times, int) or isinstance(times, bool) or times < 0
+        ):
+            raise TypeError(f"assert_requested() needs times >= 0 or None, not {times!r}")
+        expected: dict[str, Any] = dict(criteria)
+        log = self.emulator.requests
+        records = log.snapshot()
+        fields = [_record_fields(r) for r in records]
+        found = [r for r, f in zip(records, fields, strict=True) if not _differences(f, expected)]
+        if (times is None and found) or len(found) == times:
+            return found
+        headline = (
+            "assert_requested: no request matched."
+            if times is None
+            else f"assert_requested: expected {times} matching request(s), found {len(found)}."
+        )
+        rows = [(f, r.describe()) for f, r in zip(fields, records, strict=True)]
+        raise AssertionError(
+            _request_report(headline, expected, "Requests", rows, log.dropped, log.limit)
+        )
+
+    def assert_verified(self, **criteria: Unpack[VerifiedCriteria]) -> RequestRecord:
+        """Assert that a verification was answered ``verified: true``; return the latest.
+
+        Fields: ``message_id``, ``to`` (the recipient of that message) and ``code``
+        (the code that was accepted).  A field not given matches anything.
+        """
+        __tracebackhide__ = True
+        _unknown("assert_verified", criteria, _VERIFIED_CRITERIA)
+        expected: dict[str, Any] = dict(criteria)
+        log = self.emulator.requests
+        recipients = {m.message_id: m.to for m in self.emulator.journal.snapshot()}
+        rows: list[tuple[Mapping[str, Any], str]] = []
+        found: list[RequestRecord] = []
+        for entry in log.snapshot():
+            if entry.endpoint != "/v1/verifications":
+                continue
+            body = entry.json if isinstance(entry.json, dict) else {}
+            answer = entry.answer if isinstance(entry.answer, dict) else {}
+            message_id = body.get("message_id")
+            fields = {
+                "message_id": message_id,
+                "to": recipients.get(message_id) if isinstance(message_id, str) else None,
+                "code": body.get("verify_code"),
+                "verified": answer.get("verified") is True,
+            }
+            rows.append((fields, entry.describe()))
+            if fields["verified"] and not _differences(fields, expected):
+                found.append(entry)
+        if found:
+            return found[-1]
+        wanted = {**expected, "verified": True}
+        raise AssertionError(
+            _request_report(
+                "assert_verified: no verification was answered verified: true"
+                + (" for these fields." if expected else "."),
+                wanted,
+                "Verifications",
+                rows,
+                log.dropped,
+                log.limit,
+            )
+        )
 
     def last_code(self, to: str) -> str:
         """The last code delivered to ``to``, to type into a verify flow."""
@@ -278,9 +457,7 @@ class EmulatorControls:
         __tracebackhide__ = True
         from pytest_engagelab.doors import delivery
 
-        return delivery.dispatcher_for(self.emulator).deliver(
-            raise_on_error=raise_on_error
-        )
+        return delivery.dispatcher_for(self.emulator).deliver(raise_on_error=raise_on_error)
 
     async def adeliver_callbacks(self, *, raise_on_error: bool = True) -> list[CallbackDelivery]:
         """:meth:`deliver_callbacks` for async tests."""
