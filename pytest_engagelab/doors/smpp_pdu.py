@@ -11,6 +11,7 @@ documented ``command_status`` values.
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 import time
 from typing import Any, Final
@@ -118,9 +119,17 @@ def build(name: str, sequence: int, status: int = 0, **fields: str | int | bytes
 # -- reading ------------------------------------------------------------------------------
 
 
+@functools.cache
 def _tlv_names() -> dict[int, str]:
     _, _, consts = smpplib_modules()
     return {code: name for name, code in consts.OPTIONAL_PARAMS.items()}
+
+
+@functools.cache
+def _shape(name: str) -> Any:
+    """An empty PDU of command ``name``: its fields, their order and types."""
+    _, command, _ = smpplib_modules()
+    return command.factory(name, sequence=0)
 
 
 def parse(raw: bytes, name: str) -> Any:
@@ -129,7 +138,7 @@ def parse(raw: bytes, name: str) -> Any:
     strings within the PDU, every TLV whole.  TLVs the command does not define are
     dropped.  Raises :class:`MalformedPDU` naming the first field that does not fit."""
     smpp, command, _ = smpplib_modules()
-    shape = command.factory(name, sequence=0)
+    shape = _shape(name)
     body = raw[16:]
     pos = 0
     ints: dict[str, int] = {}
