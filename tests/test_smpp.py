@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ import smpplib.smpp
 
 from pytest_engagelab import OTPSMPPServer, SMPPStatus, SMPPSubmit
 from pytest_engagelab.errors import ErrorCode
-from pytest_engagelab.magic import number_for
+from pytest_engagelab.magic import WHATSAPP_FALLBACK_NUMBER, number_for
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
@@ -212,6 +213,7 @@ _STATUS_CASES = [
     ("CODE with no code", {"id": "login"}, {"service_type": "CODE"}, SMPPStatus.ESME_RINVPARAM),
     ("no + on the number", {"id": "login"}, {"to": "6598765432"}, SMPPStatus.ESME_RINVPARAM),
     ("unknown service_type", {"id": "login"}, {"service_type": "XYZ"}, SMPPStatus.ESME_RINVPARAM),
+    ("8-bit data_coding", {"id": "login"}, {"data_coding": 0x04}, SMPPStatus.ESME_RINVPARAM),
     # ESME_RINVNUMMSGS: short_message is not a JSON object
     ("not JSON", "login please", {}, SMPPStatus.ESME_RINVNUMMSGS),
     ("a JSON list", '["login"]', {}, SMPPStatus.ESME_RINVNUMMSGS),
@@ -281,10 +283,23 @@ def test_an_unknown_template_in_strict_mode_is_rsubmitfail(
         assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_ROK
 
 
+def test_octets_that_are_not_text_in_their_coding_are_rinvnummsgs(
+    otp_smpp_server: OTPSMPPServer,
+) -> None:
+    with bound(otp_smpp_server) as client:
+        client.send_message(destination_addr=TO, data_coding=0x08, short_message=b'{"id":1}')
+        assert client.read_pdu().status == SMPPStatus.ESME_RINVNUMMSGS  # odd length: no UCS2
+        client.send_message(destination_addr=TO, data_coding=0x00, short_message=b"\xff{}")
+        assert client.read_pdu().status == SMPPStatus.ESME_RINVNUMMSGS
+    otp_smpp_server.assert_not_sent()
+
+
 def test_an_internal_error_is_rsyserr(otp_smpp_server: OTPSMPPServer) -> None:
     otp_smpp_server.fail_next(ErrorCode.INTERNAL_ERROR)
+    otp_smpp_server.fail_next(ErrorCode.INTERNAL_SEND_ERROR)
     otp_smpp_server.fail_next(httpx.Response(503, text="busy"))
     with bound(otp_smpp_server) as client:
+        assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_RSYSERR
         assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_RSYSERR
         assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_RSYSERR
         assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_ROK
@@ -383,6 +398,33 @@ def test_receipts_for_a_delivered_and_an_undelivered_message(
     assert (second["dlvrd"], second["stat"], second["err"]) == ("000", "UNDELIV", "5012")
     assert (delivered.message_state, undelivered.message_state) == (2, 5)
     otp_smpp_server.assert_not_sent(to=unreachable)  # as over REST: nothing was delivered
+
+
+def test_fail_for_a_delivery_error_is_an_undeliv_receipt(otp_smpp_server: OTPSMPPServer) -> None:
+    otp_smpp_server.fail_for(TO, ErrorCode.SEND_FAILED)
+    with bound(otp_smpp_server) as client:
+        resp = submit(client, {"id": "login"})
+        assert resp.status == SMPPStatus.ESME_ROK
+        (receipt,) = otp_smpp_server.deliver_receipts()
+        (pdu,) = _read_receipts(client, 1)
+    assert (receipt.stat, receipt.error, receipt.message_id) == (
+        "UNDELIV",
+        ErrorCode.SEND_FAILED,
+        resp.message_id.decode(),
+    )
+    assert b" stat:UNDELIV err:5001 text:" in pdu.short_message
+    otp_smpp_server.assert_not_sent()
+
+
+def test_a_whatsapp_fallback_is_delivered(otp_smpp_server: OTPSMPPServer) -> None:
+    otp_smpp_server.add_template("login", strategy="whatsapp|sms")
+    with bound(otp_smpp_server) as client:
+        assert submit(client, {"id": "login"}, to=WHATSAPP_FALLBACK_NUMBER).status == 0
+        (receipt,) = otp_smpp_server.deliver_receipts()
+        (pdu,) = _read_receipts(client, 1)
+    assert receipt.stat == "DELIVRD"
+    assert pdu.message_state == 2
+    assert otp_smpp_server.assert_sent_once().failed_channels == ("whatsapp",)
 
 
 def _read_nothing_yet(client: smpplib.client.Client) -> bool:
@@ -625,6 +667,15 @@ def test_a_submit_before_bind_is_nacked_invalid_bind_status(smsc: OTPSMPPServer)
     smsc.assert_not_sent()
 
 
+def test_enquire_link_before_bind_is_answered_and_a_client_nack_is_not(
+    smsc: _Logged,
+) -> None:
+    with raw_connection(smsc) as conn:
+        conn.sendall(HEADER.pack(16, GENERIC_NACK, 3, 1) + HEADER.pack(16, 0x15, 0, 2))
+        assert read_raw(conn)[1:4] == (0x80000015, 0, 2)  # the nack got nothing
+    assert any(line.endswith("generic_nack seq=1 -> ignored") for line in smsc.lines)
+
+
 def test_a_second_bind_is_answered_already_bound(smsc: OTPSMPPServer) -> None:
     with raw_connection(smsc) as conn:
         raw_bind(conn, smsc)
@@ -828,3 +879,13 @@ def test_serve_with_smpp_port_puts_one_emulator_behind_both_doors() -> None:
         assert process.stderr is not None
         process.stdout.close()
         process.stderr.close()
+
+
+def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## The SMPP door") :]
+    start = section.index("```python\n") + len("```python\n")
+    example = section[start : section.index("\n```\n", start)]
+    assert "def test_a_login_code_over_smpp(otp_smpp_server):" in example
+    pytester.makepyfile(example)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)

@@ -533,6 +533,7 @@ class OTPSMPPServer(EmulatorControls):
             self._log(session, name, sequence, "ok")
             return pdu.build("enquire_link_resp", sequence)
         if command_id == pdu.UNBIND:
+            session.bound = False  # before the answer: receipts must not go here any more
             self._log(session, name, sequence, "ok")
             raise _Drop("unbind", pdu.build("unbind_resp", sequence))
         if command_id == pdu.DELIVER_SM_RESP:
