@@ -11,9 +11,9 @@ from typing import Final, Literal
 __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_BUSINESS_ID",
-    "DEFAULT_SMPP_HOST",
     "DEFAULT_DEV_KEY",
     "DEFAULT_DEV_SECRET",
+    "DEFAULT_SMPP_HOST",
     "KeyStatus",
 ]
 
