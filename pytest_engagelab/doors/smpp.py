@@ -29,19 +29,18 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
-import select
 import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from pytest_engagelab.callbacks import TARGET_INVALID_ERRORS
 from pytest_engagelab.doors import smpp_pdu as pdu
 from pytest_engagelab.doors.controls import EmulatorControls
 from pytest_engagelab.doors.smpp_pdu import SMPPStatus, SMPPUnavailable
+from pytest_engagelab.doors.smpp_session import Drop, Session, SMPPReceipt, SMPPSubmit
 from pytest_engagelab.emulator.auth import basic_authorization
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
 from pytest_engagelab.emulator.codes import ErrorCode
@@ -73,87 +72,6 @@ _SERVICE_TYPES: Final = {"MSG": "/v1/messages", "MRKT": "/v1/messages", "CODE": 
 #: receipt.  The others (the number refused: 5011, 5013, 5017, 5019, 5020) answer at once.
 _UNDELIVERED: Final = frozenset(DELIVERY_ERROR_NUMBERS.values()) - TARGET_INVALID_ERRORS
 _MESSAGE_STATE: Final = {"DELIVRD": 2, "UNDELIV": 5}  # SMPP 3.4 5.2.28: DELIVERED, UNDELIVERABLE
-
-
-@dataclass(frozen=True)
-class SMPPSubmit:
-    """One ``submit_sm`` as the door received it: ``SentMessage.request`` under
-    ``otp_smpp_server``.  ``short_message`` is the decoded text (``message_payload``
-    when ``short_message`` was empty); the password is not kept."""
-
-    system_id: str
-    service_type: str
-    source_addr: str
-    destination_addr: str
-    data_coding: int
-    registered_delivery: int
-    short_message: str
-    sequence: int
-
-
-@dataclass(eq=False)
-class SMPPReceipt:
-    """A delivery receipt: queued after a ``submit_sm``, sent as a ``deliver_sm`` by
-    :meth:`OTPSMPPServer.deliver_receipts`.
-
-    ``stat`` is ``"DELIVRD"`` or ``"UNDELIV"`` (then ``error`` says why);
-    ``short_message`` is the receipt text, ``sequence`` the ``deliver_sm``'s
-    sequence number once sent; ``resp_status`` the ``command_status`` of the
-    client's ``deliver_sm_resp`` once it came (see :meth:`wait_acknowledged`).
-    """
-
-    message_id: str
-    destination_addr: str
-    stat: Literal["DELIVRD", "UNDELIV"]
-    error: ErrorCode | None
-    submitted_at: float
-    short_message: str = ""
-    sequence: int | None = None
-    resp_status: int | None = None
-    _session: _Session | None = field(default=None, repr=False)
-    _acked: threading.Event = field(default_factory=threading.Event, repr=False)
-
-    @property
-    def acknowledged(self) -> bool:
-        """Whether the client answered the ``deliver_sm`` with a ``deliver_sm_resp``."""
-        return self._acked.is_set()
-
-    def wait_acknowledged(self, timeout: float = 2.0) -> bool:
-        """Wait up to ``timeout`` seconds for the ``deliver_sm_resp``; whether it came."""
-        return self._acked.wait(timeout)
-
-
-class _Session:
-    """One TCP connection: its socket, bind state and the receipts sent on it."""
-
-    def __init__(self, conn: socket.socket, peer: str) -> None:
-        self.conn = conn
-        self.peer = peer
-        self.bound = False
-        self.system_id = ""
-        self.enquired = time.monotonic()
-        self.write_lock = threading.Lock()
-        self.sequence = 0
-        self.awaiting: dict[int, SMPPReceipt] = {}
-        self.open = True
-
-    def send(self, data: bytes) -> None:
-        with self.write_lock:
-            self.conn.sendall(data)
-
-    def next_sequence(self) -> int:
-        with self.write_lock:
-            self.sequence = self.sequence % 0x7FFFFFFF + 1
-            return self.sequence
-
-
-class _Drop(Exception):
-    """Internal: close the connection (after ``answer``, when there is one)."""
-
-    def __init__(self, reason: str, answer: bytes = b"") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.answer = answer
 
 
 class _Capture(threading.local):
@@ -232,7 +150,7 @@ class OTPSMPPServer(EmulatorControls):
         self._waker: tuple[socket.socket, socket.socket] | None = None
         self._acceptor: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._sessions: dict[_Session, threading.Thread] = {}
+        self._sessions: dict[Session, threading.Thread] = {}
         self._stopping = threading.Event()
         self._pending: list[SMPPReceipt] = []
         self._sent_receipts: list[SMPPReceipt] = []
@@ -383,7 +301,7 @@ class OTPSMPPServer(EmulatorControls):
             )
         return sent
 
-    def _send_receipt(self, receipt: SMPPReceipt, session: _Session) -> bool:
+    def _send_receipt(self, receipt: SMPPReceipt, session: Session) -> bool:
         sequence = session.next_sequence()
         text = pdu.receipt_text(
             receipt.message_id,
@@ -436,7 +354,7 @@ class OTPSMPPServer(EmulatorControls):
                         continue
                     conn.setblocking(True)
                     conn.settimeout(self.read_timeout)
-                    session = _Session(conn, f"{peer[0]}:{peer[1]}")
+                    session = Session(conn, f"{peer[0]}:{peer[1]}")
                     thread = threading.Thread(
                         target=self._serve,
                         args=(session,),
@@ -447,18 +365,18 @@ class OTPSMPPServer(EmulatorControls):
                         self._sessions[session] = thread
                     thread.start()
 
-    def _serve(self, session: _Session) -> None:
+    def _serve(self, session: Session) -> None:
         reason = "closed by the client"
         try:
             session.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             while not self._stopping.is_set():
-                raw = self._read_pdu(session)
+                raw = session.read_pdu(self.keep_alive, self.read_timeout)
                 if raw is None:
                     break
                 answer = self._answer(session, raw)
                 if answer:
                     session.send(answer)
-        except _Drop as drop:
+        except Drop as drop:
             reason = drop.reason
             if drop.answer:
                 with contextlib.suppress(OSError):
@@ -475,56 +393,9 @@ class OTPSMPPServer(EmulatorControls):
             with self._lock:
                 self._sessions.pop(session, None)
 
-    def _wait_readable(self, session: _Session, seconds: float) -> bool:
-        if seconds <= 0:
-            return False
-        readable, _, _ = select.select([session.conn], [], [], seconds)
-        return bool(readable)
-
-    def _recv(self, session: _Session, size: int, deadline: float, what: str) -> bytes:
-        chunks: list[bytes] = []
-        got = 0
-        while got < size:
-            if not self._wait_readable(session, deadline - time.monotonic()):
-                raise _Drop(what)
-            chunk = session.conn.recv(size - got)
-            if not chunk:
-                raise _Drop("closed by the client in the middle of a PDU")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
-    def _read_pdu(self, session: _Session) -> bytes | None:
-        """The next whole PDU, or ``None`` when the client closed between PDUs."""
-        idle = session.enquired + self.keep_alive - time.monotonic()
-        if not self._wait_readable(session, idle):  # stop() makes it readable: EOF
-            raise _Drop(f"no enquire_link for {self.keep_alive:g} s (the keep-alive window)")
-        first = session.conn.recv(16)
-        if not first:
-            return None
-        deadline = time.monotonic() + self.read_timeout
-        late = f"the PDU stopped short: nothing more for {self.read_timeout:g} s"
-        head = (
-            first + self._recv(session, 16 - len(first), deadline, late)
-            if len(first) < 16
-            else first
-        )
-        length, _command_id, _status, sequence = pdu.HEADER.unpack(head)
-        if length < 16 or length > pdu.MAX_PDU:
-            raise _Drop(
-                f"command_length {length} is outside 16..{pdu.MAX_PDU}",
-                pdu.header_only(pdu.GENERIC_NACK, SMPPStatus.ESME_RINVCMDLEN, sequence),
-            )
-        try:
-            body = self._recv(session, length - 16, deadline, late)
-        except _Drop as drop:
-            nack = pdu.header_only(pdu.GENERIC_NACK, SMPPStatus.ESME_RINVCMDLEN, sequence)
-            raise _Drop(drop.reason, nack if drop.reason == late else b"") from None
-        return head + body
-
     # -- answering --------------------------------------------------------------------
 
-    def _answer(self, session: _Session, raw: bytes) -> bytes:
+    def _answer(self, session: Session, raw: bytes) -> bytes:
         _length, command_id, _status, sequence = pdu.HEADER.unpack_from(raw)
         name = pdu.COMMAND_NAMES.get(command_id, f"0x{command_id:08x}")
         nack = pdu.GENERIC_NACK
@@ -535,7 +406,7 @@ class OTPSMPPServer(EmulatorControls):
         if command_id == pdu.UNBIND:
             session.bound = False  # before the answer: receipts must not go here any more
             self._log(session, name, sequence, "ok")
-            raise _Drop("unbind", pdu.build("unbind_resp", sequence))
+            raise Drop("unbind", pdu.build("unbind_resp", sequence))
         if command_id == pdu.DELIVER_SM_RESP:
             with self._lock:
                 receipt = session.awaiting.pop(sequence, None)
@@ -562,7 +433,7 @@ class OTPSMPPServer(EmulatorControls):
             return pdu.header_only(nack, SMPPStatus.ESME_RINVBNDSTS, sequence)
         return self._submit(session, sequence, parsed)
 
-    def _bind(self, session: _Session, sequence: int, parsed: Any) -> bytes:
+    def _bind(self, session: Session, sequence: int, parsed: Any) -> bytes:
         system_id = pdu.field_text(parsed.system_id)
         if session.bound:
             self._log(session, "bind_transceiver", sequence, "ESME_RALYBND")
@@ -578,14 +449,14 @@ class OTPSMPPServer(EmulatorControls):
         if not (right_id and right_password):
             wrong = "system_id" if not right_id else "password"
             self._log(session, "bind_transceiver", sequence, f"refused: wrong {wrong}")
-            raise _Drop(f"bind refused: wrong {wrong}")
+            raise Drop(f"bind refused: wrong {wrong}")
         session.bound = True
         session.system_id = system_id
         session.enquired = time.monotonic()
         self._log(session, "bind_transceiver", sequence, "ok")
         return pdu.build("bind_transceiver_resp", sequence, system_id=system_id)
 
-    def _submit(self, session: _Session, sequence: int, parsed: Any) -> bytes:
+    def _submit(self, session: Session, sequence: int, parsed: Any) -> bytes:
         def answer(status: SMPPStatus, note: str = "", message_id: str = "") -> bytes:
             self._log(session, "submit_sm", sequence, f"{status.name}{note}")
             if status is not SMPPStatus.ESME_ROK:  # SMPP 3.4 4.4.2: no body with an error
@@ -617,7 +488,7 @@ class OTPSMPPServer(EmulatorControls):
         )
         outcome = self._send(endpoint, destination, text, request)
         if isinstance(outcome, Fault):
-            raise _Drop(f"submit_sm dropped (injected {type(outcome.exception).__name__})")
+            raise Drop(f"submit_sm dropped (injected {type(outcome.exception).__name__})")
         failure = self._capture.failure
         if outcome.status == 200:
             message_id = str(outcome.json()["message_id"])
@@ -670,12 +541,12 @@ class OTPSMPPServer(EmulatorControls):
     def _now(self) -> float:
         return self.emulator.clock.now()
 
-    def _queue(self, receipt: SMPPReceipt, session: _Session) -> None:
+    def _queue(self, receipt: SMPPReceipt, session: Session) -> None:
         receipt._session = session
         with self._lock:
             self._pending.append(receipt)
 
-    def _log(self, session: _Session, command: str, sequence: int, outcome: str) -> None:
+    def _log(self, session: Session, command: str, sequence: int, outcome: str) -> None:
         if self.log is None:
             return
         with contextlib.suppress(Exception):  # a log line never costs the client its answer
