@@ -305,6 +305,17 @@ def test_an_internal_error_is_rsyserr(otp_smpp_server: OTPSMPPServer) -> None:
         assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_ROK
 
 
+def test_an_injected_answer_with_no_message_id_is_runknownerr(
+    otp_smpp_server: OTPSMPPServer,
+) -> None:
+    otp_smpp_server.fail_next(httpx.Response(200, json={"unexpected": True}))
+    otp_smpp_server.fail_next(httpx.Response(418, text="<html>"))
+    with bound(otp_smpp_server) as client:
+        assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_RUNKNOWNERR
+        assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_RUNKNOWNERR
+        assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_ROK
+
+
 @pytest.mark.engagelab(key_status="disabled")
 def test_a_disabled_key_is_runknownerr(otp_smpp_server: OTPSMPPServer) -> None:
     with bound(otp_smpp_server) as client:

@@ -81,13 +81,23 @@ class _Capture(threading.local):
     failure: tuple[ErrorCode, str] | None = None
 
 
-def _code_of(answer: EmulatorResponse) -> int | None:
+def _field(answer: EmulatorResponse, name: str) -> Any:
+    """A field of the answer's JSON object, or ``None`` (an injected answer may be anything)."""
     try:
         payload = json.loads(answer.body)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
-    code = payload.get("code") if isinstance(payload, dict) else None
+    return payload.get(name) if isinstance(payload, dict) else None
+
+
+def _code_of(answer: EmulatorResponse) -> int | None:
+    code = _field(answer, "code")
     return code if isinstance(code, int) and not isinstance(code, bool) else None
+
+
+def _message_id(answer: EmulatorResponse) -> str | None:
+    message_id = _field(answer, "message_id")
+    return message_id if isinstance(message_id, str) and message_id else None
 
 
 class OTPSMPPServer(EmulatorControls):
@@ -389,7 +399,7 @@ class OTPSMPPServer(EmulatorControls):
             session.open = False
             self._log(session, "-", 0, f"connection closed: {reason}")
             with contextlib.suppress(OSError):
-                session.conn.close()
+                session.close()
             with self._lock:
                 self._sessions.pop(session, None)
 
@@ -490,8 +500,8 @@ class OTPSMPPServer(EmulatorControls):
         if isinstance(outcome, Fault):
             raise Drop(f"submit_sm dropped (injected {type(outcome.exception).__name__})")
         failure = self._capture.failure
-        if outcome.status == 200:
-            message_id = str(outcome.json()["message_id"])
+        message_id = _message_id(outcome)
+        if outcome.status == 200 and message_id is not None:
             self._queue(SMPPReceipt(message_id, destination, "DELIVRD", None, self._now()), session)
             return answer(SMPPStatus.ESME_ROK, f" id={message_id}", message_id)
         if failure is not None:

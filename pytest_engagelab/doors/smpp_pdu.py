@@ -183,7 +183,10 @@ def parse(raw: bytes, name: str) -> Any:
         pos = end
     cleaned = b"".join(kept)
     data = raw[:16] + cleaned
-    return smpp.parse_pdu(data, sequence=0, allow_unknown_opt_params=True)
+    try:
+        return smpp.parse_pdu(data, sequence=0, allow_unknown_opt_params=True)
+    except Exception as error:  # the checks above should leave smpplib nothing to fail on
+        raise MalformedPDU(f"{name}: smpplib cannot read it ({type(error).__name__})") from None
 
 
 def field_text(value: Any) -> str:

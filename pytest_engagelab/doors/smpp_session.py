@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import select
+import selectors
 import socket
 import threading
 import time
@@ -78,6 +78,15 @@ class Session:
         self.sequence = 0
         self.awaiting: dict[int, SMPPReceipt] = {}
         self.open = True
+        # a selector, not select.select: that one fails for descriptors past FD_SETSIZE
+        self._readable = selectors.DefaultSelector()
+        self._readable.register(conn, selectors.EVENT_READ)
+
+    def close(self) -> None:
+        """Close the socket and the selector that waits on it."""
+        self.open = False
+        self._readable.close()
+        self.conn.close()
 
     def send(self, data: bytes) -> None:
         with self.write_lock:
@@ -91,8 +100,7 @@ class Session:
     def _wait_readable(self, seconds: float) -> bool:
         if seconds <= 0:
             return False
-        readable, _, _ = select.select([self.conn], [], [], seconds)
-        return bool(readable)
+        return bool(self._readable.select(seconds))
 
     def _recv(self, size: int, deadline: float, what: str) -> bytes:
         chunks: list[bytes] = []
