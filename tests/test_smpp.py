@@ -4,6 +4,7 @@ sockets for the PDUs no client would send, and the fixture as users meet it."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 import struct
@@ -586,7 +587,7 @@ def smsc() -> Iterator[_Logged]:
 
 def _still_serving(server: OTPSMPPServer) -> None:
     with bound(server) as client:
-        assert submit(client, {"id": "login"}).status == SMPPStatus.ESME_ROK
+        assert submit(client, {"id": "still-serving"}).status == SMPPStatus.ESME_ROK
 
 
 @pytest.mark.parametrize(
@@ -750,6 +751,7 @@ def test_eight_sessions_at_once_lose_and_repeat_no_message_id(
 
 _USER_TEST = """
 import json
+import random
 
 import smpplib.client
 
@@ -900,3 +902,46 @@ def test_the_readme_example_runs(pytester: pytest.Pytester) -> None:
     assert "def test_a_login_code_over_smpp(otp_smpp_server):" in example
     pytester.makepyfile(example)
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_random_and_mutated_pdus_never_break_the_server(smsc: _Logged) -> None:
+    """300 PDUs of random bytes and of valid PDUs with octets changed: each is answered or
+    closes its connection; no door error, no thread exception, the server goes on."""
+    rng = random.Random(14)
+    valid = smpplib.smpp.make_pdu(
+        "submit_sm",
+        sequence=1,
+        service_type="CODE",
+        destination_addr=TO,
+        data_coding=8,
+        short_message=json.dumps({"id": "login", "code": "1"}).encode("utf-16-be"),
+    ).generate()
+    commands = [0x04, 0x05, 0x06, 0x09, 0x15, 0x80000005, 0x80000000, rng.getrandbits(32)]
+    conn: socket.socket | None = None
+    answered = dropped = 0
+    for _ in range(300):
+        if conn is None:
+            conn = raw_connection(smsc)
+            raw_bind(conn, smsc)
+        if rng.random() < 0.5:
+            body = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 120)))
+            data = HEADER.pack(16 + len(body), rng.choice(commands), 0, 77) + body
+        else:
+            mutated = bytearray(valid)
+            for _ in range(rng.randrange(1, 4)):
+                mutated[rng.randrange(16, len(mutated))] = rng.getrandbits(8)
+            data = bytes(mutated)
+        conn.sendall(data + HEADER.pack(16, 0x15, 0, 78))  # then an enquire_link
+        try:
+            while read_raw(conn)[3] != 78:  # answers up to the enquire_link_resp
+                pass
+            answered += 1
+        except (EOFError, ConnectionResetError, TimeoutError):
+            dropped += 1  # a mutated length: framing lost, the connection closed
+            conn.close()
+            conn = None
+    if conn is not None:
+        conn.close()
+    assert answered > 200, (answered, dropped)
+    assert not [line for line in smsc.lines if "door error" in line]
+    _still_serving(smsc)
