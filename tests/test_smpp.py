@@ -945,3 +945,33 @@ def test_random_and_mutated_pdus_never_break_the_server(smsc: _Logged) -> None:
     assert answered > 200, (answered, dropped)
     assert not [line for line in smsc.lines if "door error" in line]
     _still_serving(smsc)
+
+
+def test_serve_says_in_one_line_why_the_smpp_door_cannot_start() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = subprocess.run(
+            [sys.executable, "-m", "pytest_engagelab", "serve", "--smpp-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    command = [sys.executable, "-m", "pytest_engagelab", "serve", "--smpp-port", "0"]
+    long_password = subprocess.run(
+        [*command, "--smpp-password", "123456789"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (busy.returncode, busy.stdout) == (2, "")
+    assert busy.stderr == (
+        f"python -m pytest_engagelab serve: OTPSMPPServer cannot listen on 127.0.0.1:{port}: "
+        "Address already in use\n"
+    )
+    assert (long_password.returncode, long_password.stdout) == (2, "")
+    assert long_password.stderr == (
+        "python -m pytest_engagelab serve: --smpp-port: password must be a string of at most "
+        "8 characters (SMPP 3.4)\n"
+    )
