@@ -24,7 +24,7 @@ import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
 
-from pytest_engagelab import OTPSMPPServer, SMPPStatus, SMPPSubmit
+from pytest_engagelab import OTPMock, OTPSMPPServer, SMPPStatus, SMPPSubmit
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import WHATSAPP_FALLBACK_NUMBER, number_for
 
@@ -191,6 +191,13 @@ def test_ucs2_carries_characters_outside_latin_1(otp_smpp_server: OTPSMPPServer)
         resp = submit(client, {"id": "login", "params": {"name": "陈伟 🙂"}})
     assert resp.status == SMPPStatus.ESME_ROK
     otp_smpp_server.assert_sent_once(params={"name": "陈伟 🙂"})
+
+
+def test_one_emulator_behind_otp_mock_and_an_smpp_server(otp_mock: OTPMock) -> None:
+    with OTPSMPPServer(otp_mock.emulator) as smsc, bound(smsc) as client:
+        assert submit(client, {"id": "login", "code": "1357"}, service_type="CODE").status == 0
+    otp_mock.assert_sent_once(to=TO, endpoint="/v1/codes")
+    assert otp_mock.last_code(TO) == "1357"
 
 
 def test_a_long_body_goes_in_message_payload(otp_smpp_server: OTPSMPPServer) -> None:
