@@ -527,6 +527,8 @@ def test_a_bad_bind_drops_the_connection(
     with bound(otp_smpp_server) as good:  # the server goes on
         assert submit(good, {"id": "login"}).status == SMPPStatus.ESME_ROK
     wrong = "password" if system_id == "test-smpp" else "system_id"
+    assert len(otp_smpp_server.refused_binds) == 1
+    assert otp_smpp_server.refused_binds[0].endswith(f": wrong {wrong}")
     refused = re.compile(rf".* bind_transceiver seq=\d+ -> refused: wrong {wrong}")
     assert [line for line in lines if refused.fullmatch(line)] != []
     assert not any(otp_smpp_server.password in line for line in lines)

@@ -164,6 +164,7 @@ class OTPSMPPServer(EmulatorControls):
         self._stopping = threading.Event()
         self._pending: list[SMPPReceipt] = []
         self._sent_receipts: list[SMPPReceipt] = []
+        self._refused_binds: list[str] = []
         self._capture = _Capture()
         self.emulator.subscribe(self._on_event)
 
@@ -256,12 +257,21 @@ class OTPSMPPServer(EmulatorControls):
         with self._lock:
             self._pending.clear()
             self._sent_receipts.clear()
+            self._refused_binds.clear()
 
     @property
     def sessions(self) -> int:
         """How many SMPP sessions are bound now."""
         with self._lock:
             return sum(1 for s in self._sessions if s.bound and s.open)
+
+    @property
+    def refused_binds(self) -> list[str]:
+        """Why each refused bind was refused (``"127.0.0.1:PORT: wrong password"``), oldest
+        first: the page says the server records it; the client only sees the connection
+        close."""
+        with self._lock:
+            return list(self._refused_binds)
 
     # -- receipts ---------------------------------------------------------------------
 
@@ -459,6 +469,8 @@ class OTPSMPPServer(EmulatorControls):
         if not (right_id and right_password):
             wrong = "system_id" if not right_id else "password"
             self._log(session, "bind_transceiver", sequence, f"refused: wrong {wrong}")
+            with self._lock:
+                self._refused_binds.append(f"{session.peer}: wrong {wrong}")
             raise Drop(f"bind refused: wrong {wrong}")
         session.bound = True
         session.system_id = system_id
