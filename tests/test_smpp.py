@@ -851,7 +851,8 @@ def test_the_password_stays_out_of_repr_and_log_lines(otp_smpp_server: OTPSMPPSe
     [
         ({"password": "123456789"}, "password must be a string of at most 8 characters"),
         ({"system_id": "x" * 16}, "system_id must be a string of 1 to 15 characters"),
-        ({"keep_alive": 0}, "keep_alive and read_timeout must be positive seconds"),
+        ({"keep_alive": 0}, "keep_alive and read_timeout must be positive, finite seconds"),
+        ({"read_timeout": float("inf")}, "keep_alive and read_timeout must be positive, finite"),
         ({"port": 70000}, "port must be an integer from 0 (any free port) to 65535"),
     ],
 )
@@ -984,3 +985,17 @@ def test_serve_says_in_one_line_why_the_smpp_door_cannot_start() -> None:
         "python -m pytest_engagelab serve: --smpp-port: password must be a string of at most "
         "8 characters (SMPP 3.4)\n"
     )
+
+
+def test_the_server_listens_on_ipv6_loopback_too() -> None:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback on this machine")
+    with OTPSMPPServer(host="::1") as server:
+        assert server.url == f"smpp://[::1]:{server.port}"
+        with socket.create_connection(("::1", server.port), timeout=5) as conn:
+            raw_bind(conn, server)
+            conn.sendall(HEADER.pack(16, 0x15, 0, 2))
+            assert read_raw(conn)[1:4] == (0x80000015, 0, 2)

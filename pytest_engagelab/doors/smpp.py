@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import json
+import math
 import selectors
 import socket
 import threading
@@ -143,9 +144,9 @@ class OTPSMPPServer(EmulatorControls):
             raise ValueError("password must be a string of at most 8 characters (SMPP 3.4)")
         if not system_id.isascii() or not password.isascii():
             raise ValueError("system_id and password must be ASCII")
-        if not keep_alive > 0 or not read_timeout > 0:
+        if not 0 < keep_alive < math.inf or not 0 < read_timeout < math.inf:
             raise ValueError(
-                f"keep_alive and read_timeout must be positive seconds, not "
+                f"keep_alive and read_timeout must be positive, finite seconds, not "
                 f"{keep_alive!r} and {read_timeout!r}"
             )
         self.host = host
@@ -171,8 +172,8 @@ class OTPSMPPServer(EmulatorControls):
     # -- lifecycle ------------------------------------------------------------------
 
     def _url_for(self, port: int) -> str:
-        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1"}.get(self.host, self.host)
-        return f"smpp://{host}:{port}"
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"smpp://[{host}]:{port}" if ":" in host else f"smpp://{host}:{port}"
 
     @property
     def password(self) -> str:
@@ -202,7 +203,8 @@ class OTPSMPPServer(EmulatorControls):
         """Bind, listen and serve in a background thread (no-op when started)."""
         if self.started:
             return
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
         try:
             listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             listener.bind((self.host, self._port))
@@ -374,7 +376,7 @@ class OTPSMPPServer(EmulatorControls):
                         continue
                     conn.setblocking(True)
                     conn.settimeout(self.read_timeout)
-                    session = Session(conn, f"{peer[0]}:{peer[1]}")
+                    session = Session(conn, f"{peer[0]}:{peer[1]}")  # IPv4 or IPv6 alike
                     thread = threading.Thread(
                         target=self._serve,
                         args=(session,),
