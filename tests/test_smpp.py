@@ -572,8 +572,16 @@ def test_a_session_without_enquire_link_is_closed_after_the_keep_alive_window() 
         assert submit(alive, {"id": "login"}).status == SMPPStatus.ESME_ROK
 
 
-def test_the_keep_alive_window_defaults_to_the_pages_30_s_plus_5() -> None:
-    assert OTPSMPPServer().keep_alive == 35.0
+def test_the_keep_alive_window_defaults_to_the_pages_30_s_plus_5_and_can_be_set(
+    otp_smpp_server: OTPSMPPServer,
+) -> None:
+    assert otp_smpp_server.keep_alive == 35.0
+    otp_smpp_server.keep_alive = 0.3  # before the client connects
+    with bound(otp_smpp_server) as client:
+        started = time.monotonic()
+        with pytest.raises(smpplib.exceptions.ConnectionError):
+            client.read_pdu()
+        assert 0.2 < time.monotonic() - started < 3
 
 
 # -- malformed PDUs over raw sockets -------------------------------------------------------
