@@ -22,6 +22,10 @@ EngageLab's SMPP profile (``otpsmpp.api.engagelab.cc``, see the README section
   thread: the server goes on serving every other session.
 
 smpplib encodes and decodes the PDUs (``pip install pytest-engagelab[smpp]``).
+
+Why this module is long: one server object holds the sessions, the answer to each
+command and the queue of receipts, which all share its lock; the PDU checks live in
+:mod:`.smpp_pdu` and the sessions' reading in :mod:`.smpp_session`.
 """
 
 from __future__ import annotations
