@@ -186,6 +186,16 @@ def test_code_delivers_the_given_code_through_v1_codes_in_the_default_coding(
     assert otp_smpp_server.last_code(TO) == "4321"
 
 
+def test_a_code_given_with_msg_is_ignored_as_the_page_says(
+    otp_smpp_server: OTPSMPPServer,
+) -> None:
+    with bound(otp_smpp_server) as client:
+        assert submit(client, {"id": "login", "code": "1111"}).status == SMPPStatus.ESME_ROK
+    sent = otp_smpp_server.assert_sent_once(endpoint="/v1/messages")
+    assert len(sent.code) == 6
+    assert sent.code != "1111"
+
+
 def test_ucs2_carries_characters_outside_latin_1(otp_smpp_server: OTPSMPPServer) -> None:
     with bound(otp_smpp_server) as client:
         resp = submit(client, {"id": "login", "params": {"name": "陈伟 🙂"}})
