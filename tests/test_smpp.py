@@ -571,9 +571,9 @@ def test_bind_transmitter_is_not_offered(otp_smpp_server: OTPSMPPServer) -> None
 
 
 def test_a_session_without_enquire_link_is_closed_after_the_keep_alive_window() -> None:
-    with OTPSMPPServer(keep_alive=0.4) as server, bound(server) as idle, bound(server) as alive:
+    with OTPSMPPServer(keep_alive=0.8) as server, bound(server) as idle, bound(server) as alive:
         started = time.monotonic()
-        while time.monotonic() - started < 1.0:
+        while time.monotonic() - started < 1.6:
             alive.send_pdu(smpplib.smpp.make_pdu("enquire_link", client=alive))
             assert alive.read_pdu().command == "enquire_link_resp"
             time.sleep(0.1)
