@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     from pytest_engagelab.doors.guard import EngageLabGuardError
     from pytest_engagelab.doors.mock import OTPMock
     from pytest_engagelab.doors.server import OTPServer
+    from pytest_engagelab.doors.smpp import OTPSMPPServer, SMPPReceipt, SMPPStatus, SMPPSubmit
     from pytest_engagelab.emulator.clock import Clock
     from pytest_engagelab.emulator.core import Emulator
     from pytest_engagelab.emulator.defaults import (
@@ -55,8 +56,12 @@ __all__ = [
     "MessageCriteria",
     "OTPClient",
     "OTPMock",
+    "OTPSMPPServer",
     "OTPServer",
     "RequestRecord",
+    "SMPPReceipt",
+    "SMPPStatus",
+    "SMPPSubmit",
     "SendResult",
     "SentMessage",
     "Template",
@@ -91,6 +96,10 @@ _WHERE: dict[str, str] = {
     "OTPMock": "pytest_engagelab.doors.mock",
     "OTPServer": "pytest_engagelab.doors.server",
     "RequestRecord": "pytest_engagelab.emulator.request_log",
+    "OTPSMPPServer": "pytest_engagelab.doors.smpp",
+    "SMPPReceipt": "pytest_engagelab.doors.smpp",
+    "SMPPStatus": "pytest_engagelab.doors.smpp",
+    "SMPPSubmit": "pytest_engagelab.doors.smpp",
     "SendResult": "pytest_engagelab.client",
     "SentMessage": "pytest_engagelab.emulator.journal",
     "Template": "pytest_engagelab.emulator.templates",

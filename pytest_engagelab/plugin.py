@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pytest_engagelab.doors.controls import EmulatorControls
     from pytest_engagelab.doors.mock import OTPMock
     from pytest_engagelab.doors.server import OTPServer
+    from pytest_engagelab.doors.smpp import OTPSMPPServer
 
 # -- cassettes ---------------------------------------------------------------------------------
 
@@ -710,3 +711,39 @@ def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterat
     if server is not None:
         _count_answered(request, server)  # -- guard --
         _check_all_fired(request, server, settings, "otp_server_session")
+
+
+# -- SMPP door -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def otp_smpp_server(
+    request: pytest.FixtureRequest, engagelab_settings: EngageLabSettings
+) -> Iterator[OTPSMPPServer]:
+    """EngageLab's OTP API over SMPP (``otpsmpp.api.engagelab.cc``) on a loopback socket.
+
+    An ``OTPSMPPServer`` on ``127.0.0.1`` and a free port, for this test: give
+    ``host``, ``port``, ``system_id`` and ``password`` to the SMPP client under test
+    (``bind_transceiver``).  A ``submit_sm`` is a send through the same emulator as
+    ``otp_mock`` (MSG and MRKT as /v1/messages, CODE as /v1/codes), so the journal,
+    assertions, ``last_code``, templates, magic numbers, injections and frequency
+    limit apply; ``deliver_receipts()`` sends the queued delivery receipts
+    (``deliver_sm``, stat DELIVRD or UNDELIV).  Configured by
+    ``@pytest.mark.engagelab(...)``.  Needs smpplib: ``pip install
+    pytest-engagelab[smpp]``.  An injected failure that never fired fails the test.
+    """
+    from pytest_engagelab.doors.smpp import OTPSMPPServer, SMPPUnavailable
+
+    settings = _marker_settings(request.node, engagelab_settings)
+    problem = None
+    try:
+        server = OTPSMPPServer(settings.build_emulator())
+    except SMPPUnavailable as missing:
+        problem = f"otp_smpp_server: {missing}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    _track(request, server)  # -- guard --
+    with server:
+        yield server
+    _count_answered(request, server)  # -- guard --
+    _check_all_fired(request, server, settings, "otp_smpp_server")

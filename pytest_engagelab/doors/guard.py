@@ -41,6 +41,8 @@ from types import FrameType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from pytest_engagelab.emulator.defaults import DEFAULT_BASE_URL, DEFAULT_SMPP_HOST
+
 __all__ = [
     "ENGAGELAB_HOSTS",
     "Counts",
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 #: EngageLab's OTP API host and its SMPP host: always guarded.
-ENGAGELAB_HOSTS: Final = ("otp.api.engagelab.cc", "otpsmpp.api.engagelab.cc")
+ENGAGELAB_HOSTS: Final = (str(urlsplit(DEFAULT_BASE_URL).hostname), DEFAULT_SMPP_HOST)
 
 _WAYS_OUT: Final = (
     "no test may reach EngageLab by accident. Use the otp_mock fixture, point the client at "
