@@ -46,6 +46,7 @@ _CRITERIA: Final = frozenset(MessageCriteria.__annotations__)
 def _injectable(method: str, error: object) -> InjectedError:
     """``error`` as the emulator takes it: a documented code's number becomes its
     :class:`ErrorCode`; a number or a string that is not one is refused in one line."""
+    __tracebackhide__ = True
     if isinstance(error, int) and not isinstance(error, ErrorCode | bool):
         member = ErrorCode.lookup(error)
         if not isinstance(member, ErrorCode):
@@ -211,6 +212,7 @@ class EmulatorControls:
         ``httpx.ConnectTimeout("...")``.  ``endpoint`` (``"/v1/messages"``) limits
         it to requests to that path.
         """
+        __tracebackhide__ = True
         return self.emulator.fail_next(
             _injectable("fail_next", error), times=times, endpoint=endpoint
         )
@@ -218,6 +220,7 @@ class EmulatorControls:
     def fail_for(self, to: str, error: InjectedError | int) -> Injection:
         """Every send to ``to`` fails with ``error`` (as for :meth:`fail_next`) until the
         test ends."""
+        __tracebackhide__ = True
         return self.emulator.fail_for(to, _injectable("fail_for", error))
 
     def advance(self, seconds: float) -> float:
