@@ -6,11 +6,16 @@ user reads."""
 from __future__ import annotations
 
 import httpx
+import hypothesis
 import pytest
 
 from pytest_engagelab import ErrorCode, OTPClient
 from pytest_engagelab.doors.mock import OTPMock
 from pytest_engagelab.emulator.core import Emulator
+
+# pytester unloads what an in-process run imported: kept loaded, hypothesis's plugin does
+# not import it anew in each run's summary.
+del hypothesis
 
 PHONE = "+6591234567"
 OTHER = "+6591234568"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import hypothesis
 import pytest
 import yaml
 
@@ -14,9 +15,10 @@ from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.settings import api_root
 
 # pytester unloads the modules an in-process run imported; the cassette code the outer
-# process keeps would then read with one run's yaml classes another run's documents.
-# Imported here, yaml stays loaded across the runs below.
-del yaml
+# process keeps would then read with one run's yaml classes another run's documents, and
+# each run would import hypothesis (its plugin's summary) anew.  Imported here, they stay
+# loaded across the runs below.
+del hypothesis, yaml
 
 # -- the base URL means the API's root, without /v1 ----------------------------------------
 

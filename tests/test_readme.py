@@ -40,12 +40,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import hypothesis
 import pytest
+import vcr
 import yaml
 
-# pytester unloads the modules an in-process run imported; the cassette code the outer
-# process keeps would then read with one run's yaml classes another run's documents.
-del yaml
+# pytester unloads the modules an in-process run imported.  The cassette code the outer
+# process keeps would then read with one run's yaml classes another run's documents, and
+# every run would import vcrpy and hypothesis (its plugin's summary) anew: imported here,
+# they stay loaded across the runs below.
+del hypothesis, vcr, yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
