@@ -39,6 +39,19 @@ def test_api_root_drops_one_trailing_v1_and_slashes(given: str, root: str) -> No
     assert api_root(given) == root
 
 
+def test_the_client_and_the_doors_take_a_v1_base_url_as_the_root() -> None:
+    from pytest_engagelab import OTPClient
+    from pytest_engagelab.doors.mock import OTPMock
+
+    with OTPMock(base_url="https://otp.example.test/v1/") as otp:
+        assert otp.base_url == "https://otp.example.test"
+        with OTPClient(otp.dev_key, otp.dev_secret, base_url=otp.base_url + "/v1") as client:
+            assert client.base_url == "https://otp.example.test"
+            client.send("+6591234567", "login")
+    (sent,) = otp.sent
+    assert str(sent.request.url) == "https://otp.example.test/v1/messages"
+
+
 def test_a_v1_base_url_in_the_marker_or_ini_serves_v1_messages_not_v1_v1(
     pytester: pytest.Pytester,
 ) -> None:

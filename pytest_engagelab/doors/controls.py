@@ -16,6 +16,7 @@ from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab.emulator.journal import SentMessage
 from pytest_engagelab.emulator.model import InjectedError, Injection
+from pytest_engagelab.emulator.settings import api_root
 from pytest_engagelab.emulator.templates import Template
 
 if TYPE_CHECKING:  # callback delivery is imported by the first test that uses it
@@ -84,7 +85,7 @@ class EmulatorControls:
 
     def __init__(self, emulator: Emulator, base_url: str) -> None:
         self.emulator = emulator
-        self.base_url = base_url.rstrip("/")
+        self.base_url = api_root(base_url)  # the API's root: a trailing /v1 is dropped
 
     def start(self) -> None:
         """Start answering requests (each door says how)."""
