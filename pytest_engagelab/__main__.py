@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -29,7 +30,13 @@ from pytest_engagelab.doors.server import (
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
 from pytest_engagelab.emulator.core import DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET, Emulator
 
-_PROG = "python -m pytest_engagelab"
+#: How the user started it, for usage and error lines: ``python -m pytest_engagelab`` or the
+#: console script ``engagelab-emulator`` (``[project.scripts]``), which runs :func:`main`.
+_PROG = (
+    "engagelab-emulator"
+    if Path(sys.argv[0]).name.startswith("engagelab-emulator")
+    else "python -m pytest_engagelab"
+)
 
 
 def _bounded(low: int, high: int | None) -> Callable[[str], int]:

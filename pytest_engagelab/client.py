@@ -43,6 +43,7 @@ import httpx
 
 from pytest_engagelab._version import __version__
 from pytest_engagelab.emulator.auth import basic_authorization
+from pytest_engagelab.emulator.settings import api_root
 from pytest_engagelab.errors import EngageLabError, RequestTimeout, TransportError
 
 __all__ = [
@@ -286,7 +287,7 @@ class _BaseOTPClient:
             raise ValueError("dev_key and dev_secret must be strings")
         self._dev_key = dev_key
         self._credentials = _Credentials(dev_key, dev_secret)
-        self._base_url = base_url.rstrip("/")
+        self._base_url = api_root(base_url)  # the API's root: a trailing /v1 is dropped
         self._timeout = timeout
         self._owns_http_client = owns_http_client
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pytest
 
@@ -25,6 +25,7 @@ from pytest_engagelab.emulator.settings import (
     MARKER_KEYWORDS,
     EngageLabSettings,
     SettingsError,
+    api_root,
     settings_from_ini,
 )
 
@@ -80,8 +81,8 @@ _ENGAGELAB_MARKER = (
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("engagelab", "EngageLab OTP emulator and cassettes (pytest-engagelab)")
-    for option in INI_OPTIONS:
-        parser.addini(option.name, help=option.help, type="string", default="")
+    for option in INI_OPTIONS:  # typed, so `pytest --help` says (bool), (int), (string)
+        parser.addini(option.name, help=option.help, type=_ini_type(option.kind), default=None)
     # -- cassettes -----------------------------------------------------------------------------
     group.addoption(
         "--engagelab-record-mode",
@@ -116,8 +117,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "engagelab_redact_recipients",
         help="replace phone numbers and e-mail addresses in cassettes with stable placeholders "
         "(default false)",
-        type="string",
-        default="",
+        type="bool",
+        default=False,
     )
     parser.addini(
         "engagelab_extra_secrets",
@@ -153,11 +154,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     # -- end guard -----------------------------------------------------------------------------
 
 
+def _ini_type(kind: str) -> Literal["string", "bool", "int"]:
+    """pytest's ini type for an ``engagelab_*`` option: ``int`` exists from pytest 8.4 on."""
+    if kind == "bool":
+        return "bool"
+    if kind == "int" and pytest.version_tuple >= (8, 4):
+        return "int"
+    return "string"
+
+
+_INI_KINDS: Final = {
+    **{option.name: option.kind for option in INI_OPTIONS},
+    "engagelab_redact_recipients": "bool",
+}
+_WANTED: Final = {"bool": "a boolean (true or false)", "int": "an integer", "string": "a string"}
+
+
+def _getini(config: pytest.Config, name: str) -> Any:
+    """``config.getini(name)``, with pytest's complaint about a value of the wrong type
+    turned into one line that names the option and what it takes."""
+    try:
+        return config.getini(name)
+    except (ValueError, TypeError, pytest.UsageError) as error:  # pytest < 9: ValueError
+        wanted = _WANTED[_INI_KINDS.get(name, "string")]
+        raise pytest.UsageError(
+            f"pytest-engagelab: ini option {name} must be {wanted}: {error}"
+        ) from None
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _ENGAGELAB_MARKER)
 
     def read(name: str) -> Any:
-        return config.getini(name)
+        return _getini(config, name)
 
     try:
         settings = settings_from_ini(read, EngageLabSettings())
@@ -172,7 +201,7 @@ def pytest_configure(config: pytest.Config) -> None:
             directory=str(config.getini("engagelab_cassette_dir")),
             record_mode=config.getoption("engagelab_record_mode", None),
             ini_record_mode=str(config.getini("engagelab_record_mode")),
-            redact=str(config.getini("engagelab_redact_recipients")),
+            redact="true" if _getini(config, "engagelab_redact_recipients") else "false",
             extra_secrets=config.getini("engagelab_extra_secrets"),
             environ=os.environ,
             default_base_url=settings.base_url,
@@ -563,7 +592,7 @@ def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> Active
         display = str(path)
     emulator = _marker_settings(node, request.config.stash[_SETTINGS_KEY])
     base_url = os.environ.get("ENGAGELAB_BASE_URL", "").strip() or emulator.base_url
-    replay = Credentials(emulator.dev_key, emulator.dev_secret, base_url.rstrip("/"))
+    replay = Credentials(emulator.dev_key, emulator.dev_secret, api_root(base_url))
     return ActiveCassette(
         settings, path, nodeid=node.nodeid, replay_credentials=replay, display_path=display
     )

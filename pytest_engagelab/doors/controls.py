@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, Unpack, cast
 
+from pytest_engagelab.emulator.codes import ErrorCode
 from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab.emulator.journal import SentMessage
 from pytest_engagelab.emulator.model import InjectedError, Injection
 from pytest_engagelab.emulator.request_log import RequestRecord
+from pytest_engagelab.emulator.settings import api_root
 from pytest_engagelab.emulator.templates import Template
 
 if TYPE_CHECKING:  # callback delivery is imported by the first test that uses it
@@ -29,13 +31,19 @@ __all__ = ["EmulatorControls", "MessageCriteria", "RequestCriteria", "VerifiedCr
 
 
 class MessageCriteria(TypedDict, total=False):
-    """The fields the assertions match on; a field left out matches anything."""
+    """The fields the assertions match on; a field left out matches anything.
+
+    ``params`` compares the whole dict; ``params_include`` only the keys it gives.
+    """
 
     to: str
     template_id: str
     language: str
     params: dict[str, str]
+    params_include: Mapping[str, str]
     endpoint: str
+    send_channel: str
+    message_id: str
 
 
 _CRITERIA: Final = frozenset(MessageCriteria.__annotations__)
@@ -119,6 +127,40 @@ def _request_report(
             "journal_limit to keep more)"
         )
     return "\n".join(lines)
+def _injectable(method: str, error: object) -> InjectedError:
+    """``error`` as the emulator takes it: a documented code's number becomes its
+    :class:`ErrorCode`; a number or a string that is not one is refused in one line."""
+    __tracebackhide__ = True
+    if isinstance(error, int) and not isinstance(error, ErrorCode | bool):
+        member = ErrorCode.lookup(error)
+        if not isinstance(member, ErrorCode):
+            raise ValueError(
+                f"{method}({error!r}): {error} is not an error code EngageLab documents; use "
+                f"one of {_documented_codes()} (the members of ErrorCode), or an "
+                "httpx.Response for any other answer"
+            )
+        return member
+    if isinstance(error, str):
+        named = _named_code(error)
+        hint = f"ErrorCode.{named.name} (or {int(named)})" if named else "an ErrorCode member"
+        raise TypeError(
+            f"{method}({error!r}): a string is not an injectable error; use {hint}, "
+            "an httpx.Response or an exception instance"
+        )
+    return cast(InjectedError, error)  # anything else: the emulator checks it and says why
+
+
+def _named_code(text: str) -> ErrorCode | None:
+    """The member a string means, by number (``"5001"``) or name (``"send_failed"``)."""
+    word = text.strip()
+    if word.isdigit():
+        member = ErrorCode.lookup(int(word))
+        return member if isinstance(member, ErrorCode) else None
+    return ErrorCode.__members__.get(word.upper().removeprefix("ERRORCODE."))
+
+
+def _documented_codes() -> str:
+    return ", ".join(str(int(code)) for code in ErrorCode)
 
 
 class EmulatorControls:
@@ -126,7 +168,7 @@ class EmulatorControls:
 
     def __init__(self, emulator: Emulator, base_url: str) -> None:
         self.emulator = emulator
-        self.base_url = base_url.rstrip("/")
+        self.base_url = api_root(base_url)  # the API's root: a trailing /v1 is dropped
 
     def start(self) -> None:
         """Start answering requests (each door says how)."""
@@ -175,6 +217,15 @@ class EmulatorControls:
                 f"{headline}() got unknown field(s) {', '.join(sorted(unknown))}; "
                 f"match on: {', '.join(sorted(_CRITERIA))}"
             )
+        include = criteria.get("params_include")
+        if include is not None and not (
+            isinstance(include, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in include.items())
+        ):
+            raise TypeError(
+                f"{headline}(params_include=...) takes a dict of strings such as "
+                f"{{'code': '123456'}}, not {include!r}"
+            )
         expected = dict(criteria)
         journal = self.emulator.journal
         found = journal.matching(expected)
@@ -192,8 +243,11 @@ class EmulatorControls:
     def assert_sent(self, **criteria: Unpack[MessageCriteria]) -> SentMessage:
         """Assert that a message matching every given field was sent; return the latest.
 
-        Fields: ``to``, ``template_id``, ``language``, ``params``, ``endpoint``.  A
-        field not given matches anything; ``params`` compares as a whole dict.
+        Fields: ``to``, ``template_id``, ``language``, ``params``, ``params_include``,
+        ``endpoint``, ``send_channel``, ``message_id``.  A field not given matches
+        anything; ``params`` compares as a whole dict, ``params_include={...}`` matches
+        a message whose params hold at least these keys with these values.  A field
+        that does not exist raises ``TypeError`` (misuse, not a failed assertion).
         """
         __tracebackhide__ = True
         return self._find("assert_sent", None, criteria)[-1]
@@ -326,20 +380,26 @@ class EmulatorControls:
     # -- control ----------------------------------------------------------------------
 
     def fail_next(
-        self, error: InjectedError, *, times: int = 1, endpoint: str | None = None
+        self, error: InjectedError | int, *, times: int = 1, endpoint: str | None = None
     ) -> Injection:
         """The next ``times`` requests fail with ``error``.
 
-        ``error`` is an :class:`~pytest_engagelab.errors.ErrorCode`, an
-        ``httpx.Response`` (see the factories in :mod:`pytest_engagelab.errors`)
-        or an exception instance such as ``httpx.ConnectTimeout("...")``.
-        ``endpoint`` (``"/v1/messages"``) limits it to requests to that path.
+        ``error`` is an :class:`~pytest_engagelab.errors.ErrorCode` (or its number,
+        such as ``5001``), an ``httpx.Response`` (see the factories in
+        :mod:`pytest_engagelab.errors`) or an exception instance such as
+        ``httpx.ConnectTimeout("...")``.  ``endpoint`` (``"/v1/messages"``) limits
+        it to requests to that path.
         """
-        return self.emulator.fail_next(error, times=times, endpoint=endpoint)
+        __tracebackhide__ = True
+        return self.emulator.fail_next(
+            _injectable("fail_next", error), times=times, endpoint=endpoint
+        )
 
-    def fail_for(self, to: str, error: InjectedError) -> Injection:
-        """Every send to ``to`` fails with ``error`` until the test ends."""
-        return self.emulator.fail_for(to, error)
+    def fail_for(self, to: str, error: InjectedError | int) -> Injection:
+        """Every send to ``to`` fails with ``error`` (as for :meth:`fail_next`) until the
+        test ends."""
+        __tracebackhide__ = True
+        return self.emulator.fail_for(to, _injectable("fail_for", error))
 
     def advance(self, seconds: float) -> float:
         """Move the emulator's clock forward; returns the new time."""
