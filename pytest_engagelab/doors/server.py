@@ -48,7 +48,7 @@ from urllib.parse import parse_qs
 import httpx
 
 from pytest_engagelab._version import __version__
-from pytest_engagelab.doors.controls import EmulatorControls
+from pytest_engagelab.doors.controls import EmulatorControls, review_from_json
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
 from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.journal import SentMessage
@@ -650,6 +650,7 @@ class OTPServer(EmulatorControls):
             ("POST", "fail-for"): self._c_fail_for,
             ("POST", "advance"): self._c_advance,
             ("POST", "reset"): self._c_reset,
+            ("POST", "review-template"): self._c_review_template,
         }
         handler = routes.get((method, name))
         if handler is None:
@@ -743,6 +744,14 @@ class OTPServer(EmulatorControls):
                 ErrorCode.INVALID_PARAMS,
             )
         return {"now": self.advance(seconds)}
+
+    def _c_review_template(self, payload: dict[str, Any], query: dict[str, list[str]]) -> Any:
+        try:
+            return review_from_json(self, payload)
+        except LookupError as error:
+            raise _HTTPError(400, str(error), ErrorCode.NOT_FOUND) from None
+        except ValueError as error:
+            raise _HTTPError(400, str(error), ErrorCode.INVALID_PARAMS) from None
 
     def _c_reset(self, payload: dict[str, Any], query: dict[str, list[str]]) -> Any:
         self.reset()

@@ -1,23 +1,68 @@
-"""Templates as the emulator knows them, and the template-configs payload rules."""
+"""Templates as the emulator knows them, and the template-configs rules of ``template.json``.
+
+:func:`template_from_config` checks a ``POST /v1/template-configs`` body against
+EngageLab's OpenAPI document for templates (``template.json``) and the prose limits
+its descriptions state; :meth:`Template.document` is the template as ``GET
+/v1/template-configs`` and ``GET /v1/template-configs/{id}`` answer it.  A rule
+broken answers 3002 naming the field (:class:`TemplateConfigError`), a strategy
+naming a channel whose config is missing 3003 (:class:`TemplateRuleError`).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
+from urllib.parse import quote
 
-__all__ = ["CHANNELS", "DEFAULT_CONTENT", "Template", "TemplateConfigError", "template_from_config"]
+from pytest_engagelab.emulator.model import LANGUAGES
+
+__all__ = [
+    "APPROVED",
+    "CHANNELS",
+    "DEFAULT_CONTENT",
+    "PENDING",
+    "REJECTED",
+    "REVIEW_STATUSES",
+    "Template",
+    "TemplateConfigError",
+    "TemplateRuleError",
+    "parse_strategy",
+    "template_from_config",
+]
 
 CHANNELS: Final = ("whatsapp", "sms", "email", "voice")
 DEFAULT_CONTENT: Final = "Your verification code is {{code}}. It expires in {{ttl}} minutes."
+#: Review statuses as ``template.json`` numbers them.
+PENDING: Final = 1
+APPROVED: Final = 2
+REJECTED: Final = 3
+ReviewStatus = Literal["pending", "approved", "rejected"]
+REVIEW_STATUSES: Final[dict[ReviewStatus, int]] = {
+    "pending": PENDING,
+    "approved": APPROVED,
+    "rejected": REJECTED,
+}
+#: ``sms_config.template_custom_config.custom_sub_type`` values (template.json).
+SMS_SUB_TYPES: Final = ("authentication", "marketing", "utility")
+#: Where ``{{pwa_url}}`` points for a template with a ``pwa_config``: EngageLab documents
+#: no URL form, so the emulator makes one under the reserved ``.invalid`` domain.
+PWA_URL_BASE: Final = "https://pwa.engagelab.invalid"
 _VAR = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+_TEMPLATE_ID_MAX: Final = 128
+_DESCRIPTION_MAX: Final = 255
 
 
 class TemplateConfigError(ValueError):
-    """A template definition breaks a documented rule; the message names the field."""
+    """A template definition breaks a documented rule; the message names the field (3002)."""
 
 
-def parse_strategy(strategy: str) -> tuple[str, ...]:
+class TemplateRuleError(TemplateConfigError):
+    """A template definition fails a business rule, such as a strategy channel without its
+    config (EngageLab answers 3003)."""
+
+
+def parse_strategy(strategy: object) -> tuple[str, ...]:
     """``"whatsapp|sms"`` -> ``("whatsapp", "sms")``, checked against the documented rules."""
     if not isinstance(strategy, str) or not strategy.strip():
         raise TemplateConfigError(
@@ -41,12 +86,15 @@ def parse_strategy(strategy: str) -> tuple[str, ...]:
 
 @dataclass
 class Template:
-    """One OTP template: how codes are made and which channels deliver them.
+    """One OTP template: how codes are made, which channels deliver them, its review.
 
     ``ttl`` is the code's validity in seconds; ``code_type`` is EngageLab's
     ``verify_code_type`` bitmask (1 digits, 2 lower-case, 4 upper-case letters).
     ``verification`` says whether it is a verification-code template, for which
-    /v1/custom-messages requires ``params.code``.
+    /v1/custom-messages requires ``params.code``.  ``status`` is the review status
+    (1 pending, 2 approved, 3 rejected) with ``audit_remark``; ``config`` holds the
+    documented fields of the definition it was created from (empty for
+    :meth:`~pytest_engagelab.emulator.core.Emulator.add_template`).
     """
 
     template_id: str
@@ -60,12 +108,18 @@ class Template:
     description: str = ""
     verification: bool = True
     config: dict[str, Any] = field(default_factory=dict)
+    pwa_url: str | None = None
+    status: int = APPROVED
+    audit_remark: str = ""
+    created_time: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.template_id, str) or not self.template_id:
             raise TemplateConfigError("template_id must be a non-empty string")
-        if len(self.template_id) > 128:
-            raise TemplateConfigError("template_id is longer than 128 characters")
+        if len(self.template_id) > _TEMPLATE_ID_MAX:
+            raise TemplateConfigError(
+                f"template_id is longer than {_TEMPLATE_ID_MAX} characters"
+            )
         if not 4 <= self.code_length <= 10:
             raise TemplateConfigError(f"code_length must be 4 to 10, not {self.code_length}")
         if self.ttl <= 0:
@@ -83,92 +137,325 @@ class Template:
         """The strategy as EngageLab writes it: ``"whatsapp|sms"``."""
         return "|".join(self.strategy)
 
+    @property
+    def review(self) -> ReviewStatus:
+        """The review status as a word: ``"pending"``, ``"approved"`` or ``"rejected"``."""
+        return next(word for word, number in REVIEW_STATUSES.items() if number == self.status)
+
     def render(self, code: str, params: dict[str, str]) -> str:
         """The delivered text: ``{{code}}`` and presets filled, unknown variables kept as is."""
         values = {
             "brand_name": self.brand_name,
             "ttl": str(max(1, self.ttl // 60)),
-            **params,
-            "code": code,
         }
+        if self.pwa_url is not None:
+            values["pwa_url"] = self.pwa_url
+        values.update(params)
+        values["code"] = code
         return _VAR.sub(lambda m: values.get(m.group(1), m.group(0)), self.content)
 
-    def summary(self) -> dict[str, Any]:
-        """The row GET /v1/template-configs lists."""
-        return {
-            "template_id": self.template_id,
-            "description": self.description,
-            "send_channel_strategy": self.strategy_text,
-            "status": 2,
-        }
-
-    def full_config(self) -> dict[str, Any]:
-        """What GET /v1/template-configs/{id} answers."""
+    def document(self) -> dict[str, Any]:
+        """The template as ``GET /v1/template-configs[/{id}]`` answer it (template.json)."""
         body: dict[str, Any] = {
             "template_id": self.template_id,
             "description": self.description,
             "send_channel_strategy": self.strategy_text,
             "brand_name": self.brand_name,
-            "verify_code_config": {
+        }
+        if self.verification or "verify_code_config" in self.config:
+            body["verify_code_config"] = {
                 "verify_code_type": self.code_type,
                 "verify_code_len": self.code_length,
                 "verify_code_ttl": max(1, self.ttl // 60),
-            },
-        }
-        body.update({k: v for k, v in self.config.items() if k not in body})
-        body["status"] = 2
+            }
+        for channel in CHANNELS:
+            key = f"{channel}_config"
+            given = self.config.get(key)
+            if given is None and channel not in self.channels:
+                continue
+            channel_config = _copy(given) if given is not None else _default_channel(self)
+            if channel == "sms":
+                channel_config["template_parts"] = [
+                    {"language": "default", "content": self.content}
+                ]
+            body[key] = channel_config
+        if "pwa_config" in self.config:
+            body["pwa_config"] = _copy(self.config["pwa_config"])
+        body["created_time"] = self.created_time
+        body["status"] = self.status
+        body["audit_remark"] = self.audit_remark
         return body
 
+    # Kept for callers of the earlier names: both answers are now the documented shape.
+    summary = document
+    full_config = document
 
-def _int_field(config: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = config.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise TemplateConfigError(f"verify_code_config.{name} must be an integer {low}..{high}")
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
     return value
 
 
-def template_from_config(config: Any) -> Template:
-    """Check a POST /v1/template-configs body against the documented rules."""
-    if not isinstance(config, dict):
-        raise TemplateConfigError("the template definition must be a JSON object")
-    template_id = config.get("template_id")
-    if not isinstance(template_id, str) or not template_id:
-        raise TemplateConfigError("template_id is required and must be a non-empty string")
-    description = config.get("description", "")
-    if not isinstance(description, str) or len(description) > 255:
-        raise TemplateConfigError("description must be a string of at most 255 characters")
-    strategy = parse_strategy(config.get("send_channel_strategy"))  # type: ignore[arg-type]
-    brand_name = config.get("brand_name", "EngageLab")
-    if not isinstance(brand_name, str) or not 2 <= len(brand_name) <= 10:
-        raise TemplateConfigError("brand_name must be a string of 2 to 10 characters")
-    code_config = config.get("verify_code_config", {})
-    if not isinstance(code_config, dict):
-        raise TemplateConfigError("verify_code_config must be an object")
-    code_type = _int_field(code_config, "verify_code_type", 1, 1, 7)
-    code_length = _int_field(code_config, "verify_code_len", 6, 4, 10)
-    ttl_minutes = _int_field(code_config, "verify_code_ttl", 5, 1, 10)
-    if "whatsapp" in strategy and ttl_minutes not in (1, 5, 10):
-        raise TemplateConfigError(
-            "verify_code_config.verify_code_ttl must be 1, 5 or 10 when the strategy has whatsapp"
+def _default_channel(template: Template) -> dict[str, Any]:
+    return {"template_type": 1, "template_default_config": {}}
+
+
+# -- checking a definition ------------------------------------------------------------------
+
+
+def _object(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TemplateConfigError(f"{name} must be an object, not {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def _string(
+    config: dict[str, Any],
+    key: str,
+    name: str,
+    *,
+    required: bool = False,
+    low: int = 0,
+    high: int | None = None,
+) -> str | None:
+    if key not in config or config[key] is None:
+        if required:
+            raise TemplateConfigError(f"{name} is required")
+        return None
+    value = config[key]
+    if not isinstance(value, str):
+        raise TemplateConfigError(f"{name} must be a string, not {_kind(value)}")
+    if required and not value.strip():
+        raise TemplateConfigError(f"{name} must not be empty")
+    if len(value) < low or (high is not None and len(value) > high):
+        limit = f"{low} to {high}" if low else f"at most {high}"
+        raise TemplateConfigError(f"{name} must be {limit} characters long, not {len(value)}")
+    return value
+
+
+def _integer(
+    config: dict[str, Any], key: str, name: str, allowed: range | tuple[int, ...]
+) -> int:
+    if key not in config or config[key] is None:
+        raise TemplateConfigError(f"{name} is required")
+    value = config[key]
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TemplateConfigError(f"{name} must be an integer, not {_kind(value)}")
+    if value not in allowed:
+        if isinstance(allowed, range):
+            what = f"{allowed.start}..{allowed.stop - 1}"
+        else:
+            what = " or ".join(str(v) for v in allowed)
+        raise TemplateConfigError(f"{name} must be {what}, not {value}")
+    return value
+
+
+def _optional_object(config: dict[str, Any], key: str, name: str) -> dict[str, Any] | None:
+    value = config.get(key)
+    return None if value is None else _object(value, name)
+
+
+def _check_default_only(config: dict[str, Any], channel: str) -> None:
+    # whatsapp_config and voice_config: "only the default template is supported, so the
+    # value is fixed at 1" (template.json).
+    name = f"{channel}_config"
+    _integer(config, "template_type", f"{name}.template_type", (1,))
+    _optional_object(config, "template_default_config", f"{name}.template_default_config")
+
+
+@dataclass
+class _SmsChoice:
+    carries_code: bool
+    content: str | None
+
+
+def _check_sms(config: dict[str, Any]) -> _SmsChoice:
+    template_type = _integer(config, "template_type", "sms_config.template_type", (1, 2))
+    _optional_object(config, "template_default_config", "sms_config.template_default_config")
+    if template_type == 1:
+        return _SmsChoice(carries_code=True, content=None)
+    custom = config.get("template_custom_config")
+    if custom is None:
+        hint = (
+            " (custom_sub_type and custom_content go inside it)"
+            if "custom_content" in config
+            else ""
         )
-    content = DEFAULT_CONTENT
-    sms_config = config.get("sms_config")
-    if sms_config is not None:
-        if not isinstance(sms_config, dict):
-            raise TemplateConfigError("sms_config must be an object")
-        if sms_config.get("template_type") == 2:
-            custom = sms_config.get("custom_content")
-            if not isinstance(custom, str) or not custom:
+        raise TemplateConfigError(
+            f"sms_config.template_custom_config is required for template_type 2{hint}"
+        )
+    custom = _object(custom, "sms_config.template_custom_config")
+    prefix = "sms_config.template_custom_config"
+    sub_type = _string(custom, "custom_sub_type", f"{prefix}.custom_sub_type", required=True)
+    if sub_type not in SMS_SUB_TYPES:
+        raise TemplateConfigError(
+            f"{prefix}.custom_sub_type must be one of {', '.join(SMS_SUB_TYPES)}, not {sub_type!r}"
+        )
+    content = _string(custom, "custom_content", f"{prefix}.custom_content", required=True)
+    assert content is not None
+    _string(custom, "custom_country_codes", f"{prefix}.custom_country_codes")
+    if sub_type == "authentication" and not _has_code(content):
+        raise TemplateConfigError(
+            f"{prefix}.custom_content must contain {{{{code}}}} for authentication templates"
+        )
+    return _SmsChoice(carries_code=sub_type == "authentication", content=content)
+
+
+def _has_code(content: str) -> bool:
+    return any(m.group(1) == "code" for m in _VAR.finditer(content))
+
+
+def _check_email(config: dict[str, Any], is_address: Any) -> _SmsChoice:
+    _string(config, "template_name", "email_config.template_name", required=True)
+    customs = config.get("template_custom_configs")
+    if customs is None:
+        return _SmsChoice(carries_code=True, content=None)
+    if not isinstance(customs, list):
+        raise TemplateConfigError(
+            f"email_config.template_custom_configs must be an array, not {_kind(customs)}"
+        )
+    contents: dict[str, str] = {}
+    for index, item in enumerate(customs):
+        name = f"email_config.template_custom_configs[{index}]"
+        entry = _object(item, name)
+        language = _string(entry, "language", f"{name}.language", required=True)
+        if language not in LANGUAGES:
+            raise TemplateConfigError(
+                f"{name}.language {language!r} is not supported; use one of: "
+                f"{', '.join(sorted(LANGUAGES))}"
+            )
+        if language in contents:
+            raise TemplateConfigError(f"{name}.language {language!r} is given twice")
+        _string(entry, "pre_from_name", f"{name}.pre_from_name")
+        sender = _string(entry, "pre_from_mail", f"{name}.pre_from_mail", required=True)
+        if not is_address(sender):
+            raise TemplateConfigError(f"{name}.pre_from_mail {sender!r} is not an e-mail address")
+        _string(entry, "pre_subject", f"{name}.pre_subject", required=True)
+        content = _string(entry, "template_content", f"{name}.template_content", required=True)
+        assert content is not None
+        param_map = _optional_object(entry, "pre_param_map", f"{name}.pre_param_map")
+        for key, value in (param_map or {}).items():
+            if not isinstance(value, str):
                 raise TemplateConfigError(
-                    "sms_config.custom_content is required for template_type 2"
+                    f"{name}.pre_param_map.{key} must be a string, not {_kind(value)}"
                 )
-            if sms_config.get("custom_sub_type", "authentication") == "authentication" and (
-                "{{code}}" not in custom
-            ):
-                raise TemplateConfigError(
-                    "sms_config.custom_content must contain {{code}} for authentication templates"
-                )
-            content = custom
+        contents[language] = content
+    if not contents:
+        return _SmsChoice(carries_code=True, content=None)
+    content = contents.get("default", next(iter(contents.values())))
+    return _SmsChoice(carries_code=any(_has_code(c) for c in contents.values()), content=content)
+
+
+def _check_pwa(config: dict[str, Any]) -> str | None:
+    platform = _string(config, "pwa_platform", "pwa_config.pwa_platform")
+    code = _string(config, "pwa_code", "pwa_config.pwa_code")
+    if not code:
+        return None
+    return f"{PWA_URL_BASE}/{quote(platform or 'default', safe='')}/{quote(code, safe='')}"
+
+
+_DOCUMENTED: Final = (
+    "template_id",
+    "description",
+    "send_channel_strategy",
+    "brand_name",
+    "verify_code_config",
+    "whatsapp_config",
+    "sms_config",
+    "voice_config",
+    "email_config",
+    "pwa_config",
+)
+
+
+def template_from_config(config: Any, *, is_address: Any = None) -> Template:
+    """Check a ``POST /v1/template-configs`` body against template.json and its prose.
+
+    Raises :class:`TemplateConfigError` (3002) naming the field for a missing,
+    mistyped or out-of-range field, and :class:`TemplateRuleError` (3003) when the
+    strategy names a channel whose config is missing.  ``is_address`` checks an
+    e-mail address (``pre_from_mail``); by default anything with one ``@`` passes.
+    """
+    if is_address is None:
+        is_address = _looks_like_address
+    body = _object(config, "the template definition")
+    template_id = _string(
+        body, "template_id", "template_id", required=True, high=_TEMPLATE_ID_MAX
+    )
+    assert template_id is not None
+    description = _string(body, "description", "description", high=_DESCRIPTION_MAX) or ""
+    strategy = parse_strategy(body.get("send_channel_strategy"))
+    brand_name = _string(body, "brand_name", "brand_name", low=2, high=10)
+
+    code_choices: list[tuple[str, bool]] = []
+    contents: dict[str, str | None] = {}
+    for channel in CHANNELS:
+        key = f"{channel}_config"
+        if body.get(key) is None:
+            continue
+        channel_config = _object(body[key], key)
+        if channel in ("whatsapp", "voice"):
+            _check_default_only(channel_config, channel)
+            choice = _SmsChoice(carries_code=True, content=None)
+        elif channel == "sms":
+            choice = _check_sms(channel_config)
+        else:
+            choice = _check_email(channel_config, is_address)
+        if channel in strategy:
+            code_choices.append((channel, choice.carries_code))
+            contents[channel] = choice.content
+    pwa = _optional_object(body, "pwa_config", "pwa_config")
+    pwa_url = _check_pwa(pwa) if pwa is not None else None
+
+    raw_code_config = body.get("verify_code_config")
+    code_type, code_length, ttl_minutes = 1, 6, 5
+    if raw_code_config is not None:
+        code_config = _object(raw_code_config, "verify_code_config")
+        code_type = _integer(
+            code_config, "verify_code_type", "verify_code_config.verify_code_type", range(1, 8)
+        )
+        code_length = _integer(
+            code_config, "verify_code_len", "verify_code_config.verify_code_len", range(4, 11)
+        )
+        ttl_minutes = _integer(
+            code_config, "verify_code_ttl", "verify_code_config.verify_code_ttl", range(1, 11)
+        )
+        if "whatsapp" in strategy and ttl_minutes not in (1, 5, 10):
+            raise TemplateConfigError(
+                "verify_code_config.verify_code_ttl must be 1, 5 or 10 when the strategy has "
+                f"whatsapp, not {ttl_minutes}"
+            )
+
+    missing = [c for c in strategy if body.get(f"{c}_config") is None]
+    if missing:
+        names = ", ".join(f"{c}_config" for c in missing)
+        strategy_text = "|".join(strategy)
+        raise TemplateRuleError(
+            f"not contains any channel config: send_channel_strategy {strategy_text!r} "
+            f"needs {names}"
+        )
+    carriers = [channel for channel, carries in code_choices if carries]
+    if carriers and raw_code_config is None:
+        raise TemplateConfigError(
+            "verify_code_config is required: the template carries a verification code "
+            f"({', '.join(carriers)})"
+        )
+    content = next((c for c in (contents.get(ch) for ch in strategy) if c), DEFAULT_CONTENT)
+    documented = {k: _copy(body[k]) for k in _DOCUMENTED if body.get(k) is not None}
     return Template(
         template_id=template_id,
         strategy=strategy,
@@ -176,7 +463,13 @@ def template_from_config(config: Any) -> Template:
         ttl=ttl_minutes * 60,
         code_type=code_type,
         content=content,
-        brand_name=brand_name,
+        brand_name="EngageLab" if brand_name is None else brand_name,
         description=description,
-        config=dict(config),
+        verification=bool(carriers),
+        config=documented,
+        pwa_url=pwa_url,
     )
+
+
+def _looks_like_address(value: str) -> bool:
+    return value.count("@") == 1 and all(value.split("@"))
