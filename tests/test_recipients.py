@@ -111,7 +111,9 @@ def test_a_recorded_cassette_holds_no_recipient_however_the_client_encoded_it(
         """
     )
     with OTPServer(emulator) as live:
-        monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest -p no:cacheprovider")
+        monkeypatch.setenv(
+            "PYTEST_ADDOPTS", "-p no:hypothesispytest -p no:cacheprovider -p no:schemathesis"
+        )
         monkeypatch.setenv("ENGAGELAB_DEV_KEY", KEY)
         monkeypatch.setenv("ENGAGELAB_DEV_SECRET", SECRET)
         monkeypatch.setenv("ENGAGELAB_BASE_URL", live.url)

@@ -425,3 +425,64 @@ def test_custom_messages_journals_the_code_the_caller_sent(
     assert api.post("/v1/custom-messages", json=body).status_code == 200
     assert otp_server.assert_sent_once().code == "4242"
     assert otp_server.last_code(PHONE) == "4242"
+
+
+# -------------------------------------------------------------------- as a suite configures it
+
+
+def test_ini_options_hold_templates_for_review_and_check_numbers_strictly(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini(
+        "[pytest]\nengagelab_template_review = manual\nengagelab_phone_validation = strict\n"
+    )
+    pytester.makepyfile(
+        test_suite="""
+        import httpx
+
+        DEFINITION = {
+            "template_id": "signup",
+            "send_channel_strategy": "sms",
+            "verify_code_config": {
+                "verify_code_type": 1, "verify_code_len": 6, "verify_code_ttl": 5
+            },
+            "sms_config": {"template_type": 1},
+        }
+
+        def test_held(otp_server):
+            auth = (otp_server.dev_key, otp_server.dev_secret)
+            with httpx.Client(base_url=otp_server.url, auth=auth) as api:
+                assert api.post("/v1/template-configs", json=DEFINITION).status_code == 200
+                assert api.get("/v1/template-configs/signup").json()["status"] == 1
+                body = {"to": "+6511234567", "template": {"id": "login"}}
+                assert api.post("/v1/messages", json=body).json()["code"] == 5011
+        """
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_a_wrong_review_setting_is_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makeini("[pytest]\nengagelab_template_review = later\n")
+    pytester.makepyfile(test_x="def test_x(otp_mock): pass")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: pytest-engagelab: ini option engagelab_template_review = 'later': "
+            "template_review must be 'auto' or 'manual', not 'later'"
+        ]
+    )
+    pytester.makeini("[pytest]\n")
+    pytester.makepyfile(
+        test_x="""
+        import pytest
+
+        @pytest.mark.engagelab(template_review="later")
+        def test_x(otp_mock): pass
+        """
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*@pytest.mark.engagelab: template_review must be 'auto' or 'manual', not 'later'"]
+    )
