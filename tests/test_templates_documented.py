@@ -486,3 +486,23 @@ def test_a_wrong_review_setting_is_one_line(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         ["*@pytest.mark.engagelab: template_review must be 'auto' or 'manual', not 'later'"]
     )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/v1/template-configs/signup", "GET, DELETE"),
+        ("PATCH", "/v1/template-configs", "GET, POST"),
+        ("GET", "/v1/messages", "POST"),
+    ],
+)
+def test_a_method_no_document_lists_is_405_naming_the_allowed_ones(
+    api: httpx.Client, otp_mock: Any, method: str, path: str, allow: str
+) -> None:
+    """template.json documents no update: PUT is as unknown as any other method."""
+    expected = {"code": 3002, "message": f"{method} {path}: use {allow.replace(', ', ' or ')}"}
+    with httpx.Client(base_url="https://otp.api.engagelab.cc") as in_process:
+        for client in (api, in_process):  # otp_server, then otp_mock
+            answer = client.request(method, path)
+            assert (answer.status_code, answer.headers["allow"]) == (405, allow)
+            assert answer.json() == expected
