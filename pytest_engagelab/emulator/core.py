@@ -15,10 +15,12 @@ Each request is checked in this order; the first rule that fails answers:
    object, is 3001;
 5. parameters: a missing or wrongly typed field, an unknown language, params
    that are not a map of strings, is 3002 naming the field;
-6. template: an unregistered template in strict mode is 4001;
-7. recipient: ``to`` neither E.164 nor an e-mail address is 5011; a phone
-   number for an e-mail-only template, or an address for a template with no
-   e-mail channel, is 3003;
+6. template: an unregistered template in strict mode is 4001; a template
+   pending review or rejected is 3003 (unless ``send_unapproved``);
+7. recipient: ``to`` neither E.164 nor an e-mail address is 5011 (with
+   ``phone_validation="strict"`` also a number invalid for its region); a +86
+   number when ``mainland_china`` is off 5017; a phone number for an e-mail-only
+   template, or an address for a template with no e-mail channel, is 3003;
 8. an injected ``fail_for`` failure for that recipient, then the magic numbers;
 9. the frequency limit (same template, same recipient, within the code's
    validity) is 3004.
