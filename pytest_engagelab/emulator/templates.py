@@ -278,16 +278,16 @@ def _check_default_only(config: dict[str, Any], channel: str) -> None:
 
 
 @dataclass
-class _SmsChoice:
+class _ChannelChoice:
     carries_code: bool
     content: str | None
 
 
-def _check_sms(config: dict[str, Any]) -> _SmsChoice:
+def _check_sms(config: dict[str, Any]) -> _ChannelChoice:
     template_type = _integer(config, "template_type", "sms_config.template_type", (1, 2))
     _optional_object(config, "template_default_config", "sms_config.template_default_config")
     if template_type == 1:
-        return _SmsChoice(carries_code=True, content=None)
+        return _ChannelChoice(carries_code=True, content=None)
     custom = config.get("template_custom_config")
     if custom is None:
         hint = (
@@ -312,18 +312,18 @@ def _check_sms(config: dict[str, Any]) -> _SmsChoice:
         raise TemplateConfigError(
             f"{prefix}.custom_content must contain {{{{code}}}} for authentication templates"
         )
-    return _SmsChoice(carries_code=sub_type == "authentication", content=content)
+    return _ChannelChoice(carries_code=sub_type == "authentication", content=content)
 
 
 def _has_code(content: str) -> bool:
     return any(m.group(1) == "code" for m in _VAR.finditer(content))
 
 
-def _check_email(config: dict[str, Any], is_address: Any) -> _SmsChoice:
+def _check_email(config: dict[str, Any], is_address: Any) -> _ChannelChoice:
     _string(config, "template_name", "email_config.template_name", required=True)
     customs = config.get("template_custom_configs")
     if customs is None:
-        return _SmsChoice(carries_code=True, content=None)
+        return _ChannelChoice(carries_code=True, content=None)
     if not isinstance(customs, list):
         raise TemplateConfigError(
             f"email_config.template_custom_configs must be an array, not {_kind(customs)}"
@@ -355,9 +355,9 @@ def _check_email(config: dict[str, Any], is_address: Any) -> _SmsChoice:
                 )
         contents[language] = content
     if not contents:
-        return _SmsChoice(carries_code=True, content=None)
+        return _ChannelChoice(carries_code=True, content=None)
     content = contents.get("default", next(iter(contents.values())))
-    return _SmsChoice(carries_code=any(_has_code(c) for c in contents.values()), content=content)
+    return _ChannelChoice(carries_code=any(_has_code(c) for c in contents.values()), content=content)
 
 
 def _check_pwa(config: dict[str, Any]) -> str | None:
@@ -410,7 +410,7 @@ def template_from_config(config: Any, *, is_address: Any = None) -> Template:
         channel_config = _object(body[key], key)
         if channel in ("whatsapp", "voice"):
             _check_default_only(channel_config, channel)
-            choice = _SmsChoice(carries_code=True, content=None)
+            choice = _ChannelChoice(carries_code=True, content=None)
         elif channel == "sms":
             choice = _check_sms(channel_config)
         else:
