@@ -357,7 +357,8 @@ def _check_email(config: dict[str, Any], is_address: Any) -> _ChannelChoice:
     if not contents:
         return _ChannelChoice(carries_code=True, content=None)
     content = contents.get("default", next(iter(contents.values())))
-    return _ChannelChoice(carries_code=any(_has_code(c) for c in contents.values()), content=content)
+    carries_code = any(_has_code(c) for c in contents.values())
+    return _ChannelChoice(carries_code=carries_code, content=content)
 
 
 def _check_pwa(config: dict[str, Any]) -> str | None:
