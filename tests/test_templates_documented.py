@@ -506,3 +506,38 @@ def test_a_method_no_document_lists_is_405_naming_the_allowed_ones(
             answer = client.request(method, path)
             assert (answer.status_code, answer.headers["allow"]) == (405, allow)
             assert answer.json() == expected
+
+
+def test_an_email_template_answers_in_the_language_the_send_asks_for(
+    api: httpx.Client, otp_server: OTPServer
+) -> None:
+    """template.json: "Different template content can be matched according to the
+    language parameter during message delivery"."""
+
+    def config(language: str, content: str) -> dict[str, str]:
+        return {
+            "language": language,
+            "pre_from_mail": "no-reply@acme.example",
+            "pre_subject": "Code",
+            "template_content": content,
+        }
+
+    definition = {
+        "template_id": "mail",
+        "send_channel_strategy": "email",
+        "verify_code_config": CODE_CONFIG,
+        "email_config": {
+            "template_name": "otp-mail",
+            "template_custom_configs": [
+                config("default", "Code {{code}}"),
+                config("zh_CN", "验证码 {{code}}"),
+            ],
+        },
+    }
+    assert create(api, definition).status_code == 200
+    for to, language in (("a@acme.example", "zh_CN"), ("b@acme.example", "ja")):
+        body = {"to": to, "template": {"id": "mail", "language": language}}
+        assert api.post("/v1/messages", json=body).status_code == 200
+    chinese, japanese = otp_server.sent
+    assert chinese.text == f"验证码 {chinese.code}"
+    assert japanese.text == f"Code {japanese.code}"  # no ja content: the default one

@@ -694,7 +694,7 @@ class Emulator:
                 send_channel=first,
                 endpoint=endpoint,
                 request=request,
-                text=template.render(code, send.params),
+                text=template.render(code, send.params, send.language),
                 delivery_channel=delivered,
                 failed_channels=failed,
                 sent_at=now,

@@ -112,6 +112,9 @@ class Template:
     status: int = APPROVED
     audit_remark: str = ""
     created_time: int = 0
+    #: Content by ``template.language`` (e-mail ``template_custom_configs``); a language
+    #: not listed gets ``content``.
+    contents: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.template_id, str) or not self.template_id:
@@ -142,8 +145,9 @@ class Template:
         """The review status as a word: ``"pending"``, ``"approved"`` or ``"rejected"``."""
         return next(word for word, number in REVIEW_STATUSES.items() if number == self.status)
 
-    def render(self, code: str, params: dict[str, str]) -> str:
-        """The delivered text: ``{{code}}`` and presets filled, unknown variables kept as is."""
+    def render(self, code: str, params: dict[str, str], language: str = "default") -> str:
+        """The delivered text in ``language``: ``{{code}}`` and presets filled, unknown
+        variables kept as is."""
         values = {
             "brand_name": self.brand_name,
             "ttl": str(max(1, self.ttl // 60)),
@@ -152,7 +156,8 @@ class Template:
             values["pwa_url"] = self.pwa_url
         values.update(params)
         values["code"] = code
-        return _VAR.sub(lambda m: values.get(m.group(1), m.group(0)), self.content)
+        content = self.contents.get(language, self.content)
+        return _VAR.sub(lambda m: values.get(m.group(1), m.group(0)), content)
 
     def document(self) -> dict[str, Any]:
         """The template as ``GET /v1/template-configs[/{id}]`` answer it (template.json)."""
@@ -281,6 +286,7 @@ def _check_default_only(config: dict[str, Any], channel: str) -> None:
 class _ChannelChoice:
     carries_code: bool
     content: str | None
+    by_language: dict[str, str] = field(default_factory=dict)
 
 
 def _check_sms(config: dict[str, Any]) -> _ChannelChoice:
@@ -358,7 +364,7 @@ def _check_email(config: dict[str, Any], is_address: Any) -> _ChannelChoice:
         return _ChannelChoice(carries_code=True, content=None)
     content = contents.get("default", next(iter(contents.values())))
     carries_code = any(_has_code(c) for c in contents.values())
-    return _ChannelChoice(carries_code=carries_code, content=content)
+    return _ChannelChoice(carries_code=carries_code, content=content, by_language=contents)
 
 
 def _check_pwa(config: dict[str, Any]) -> str | None:
@@ -404,6 +410,7 @@ def template_from_config(config: Any, *, is_address: Any = None) -> Template:
 
     code_choices: list[tuple[str, bool]] = []
     contents: dict[str, str | None] = {}
+    by_language: dict[str, str] = {}
     for channel in CHANNELS:
         key = f"{channel}_config"
         if body.get(key) is None:
@@ -419,6 +426,7 @@ def template_from_config(config: Any, *, is_address: Any = None) -> Template:
         if channel in strategy:
             code_choices.append((channel, choice.carries_code))
             contents[channel] = choice.content
+            by_language.update(choice.by_language)
     pwa = _optional_object(body, "pwa_config", "pwa_config")
     pwa_url = _check_pwa(pwa) if pwa is not None else None
 
@@ -464,6 +472,7 @@ def template_from_config(config: Any, *, is_address: Any = None) -> Template:
         ttl=ttl_minutes * 60,
         code_type=code_type,
         content=content,
+        contents=by_language,
         brand_name="EngageLab" if brand_name is None else brand_name,
         description=description,
         verification=bool(carriers),
