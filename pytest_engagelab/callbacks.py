@@ -471,6 +471,8 @@ def rows_for_event(
       channel's ``sent`` and ``delivered`` (``current_send_channel`` changes);
     * ``verified``: ``verified``; ``verify_failed`` (a wrong code):
       ``verified_failed``; ``expired``: ``verified_timeout``;
+    * ``template_audit`` (a template's review ended): a ``template_audit_result``
+      notification with ``business_id``, ``template_id``, ``status`` and ``audit_remark``;
     * ``send_failed`` with a delivery error (5001, 5011-5020): ``plan`` then
       ``target_invalid`` (5011, 5013, 5017, 5019, 5020) or ``target_valid`` and
       ``sent_failed`` (the others), carrying the code and its message.  Such a send
@@ -478,6 +480,11 @@ def rows_for_event(
       is the channel it would have used.  Other failures send nothing.
     """
     at = int(event.at)
+    if event.kind == "template_audit":
+        # EngageLab names the event but documents no notification_data for it: ours
+        # carries the business id, the template id, its status and audit_remark.
+        data = {"business_id": business_id, **(event.detail or {})}
+        return [notification_row("template_audit_result", data, itime=at)]
     message = event.message
 
     def row(

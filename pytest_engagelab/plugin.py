@@ -141,8 +141,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "engagelab_guard",
         help="stop every attempt to reach EngageLab from a test not marked engagelab_live "
         "(default true; false lets real OTPs out)",
-        type="string",
-        default="",
+        type="bool",
+        default=True,
     )
     parser.addini(
         "engagelab_guard_hosts",
@@ -166,6 +166,7 @@ def _ini_type(kind: str) -> Literal["string", "bool", "int"]:
 _INI_KINDS: Final = {
     **{option.name: option.kind for option in INI_OPTIONS},
     "engagelab_redact_recipients": "bool",
+    "engagelab_guard": "bool",
 }
 _WANTED: Final = {"bool": "a boolean (true or false)", "int": "an integer", "string": "a string"}
 
@@ -214,7 +215,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         guard = _guard.guard_from_options(
             option=config.getoption("engagelab_guard", None),
-            ini=str(config.getini("engagelab_guard")),
+            ini="true" if _getini(config, "engagelab_guard") else "false",
             hosts=config.getini("engagelab_guard_hosts"),
             base_urls=(settings.base_url, os.environ.get("ENGAGELAB_BASE_URL", "")),
         )

@@ -80,6 +80,15 @@ def _no_recorded_secret_in_any_written_file(
     assert not hits, "recorded credentials were written to disk:\n" + "\n".join(hits)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Inner pytest runs (pytester) skip schemathesis's plugin: pytester drops the modules an
+    inner run imported, so each run would import it anew (0.4 s; only
+    tests/test_schemathesis.py uses it, see addopts in pyproject.toml)."""
+    addopts = os.environ.get("PYTEST_ADDOPTS", "")
+    if "no:schemathesis" not in addopts:
+        os.environ["PYTEST_ADDOPTS"] = f"{addopts} -p no:schemathesis".strip()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect ``@pytest.mark.deep`` tests unless ``-m`` names ``deep``."""
     if "deep" in (config.getoption("markexpr") or ""):

@@ -220,6 +220,22 @@ def test_list_elements_are_compared_by_their_merged_shape(tmp_path: Path) -> Non
                     [
                         {"template_id": "a", "description": "", "send_channel_strategy": "sms"},
                         {"template_id": "b", "status": 2, "created": "2024"},
+                        # what template.json documents for a template read back
+                        {
+                            "brand_name": "Acme",
+                            "verify_code_config": {
+                                "verify_code_type": 1,
+                                "verify_code_len": 6,
+                                "verify_code_ttl": 5,
+                            },
+                            "sms_config": {
+                                "template_type": 1,
+                                "template_default_config": {},
+                                "template_parts": [{"language": "default", "content": "c"}],
+                            },
+                            "created_time": 1,
+                            "audit_remark": "",
+                        },
                     ]
                 )
             },

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from pytest_engagelab import errors
 from pytest_engagelab.doors.controls import EmulatorControls
+from pytest_engagelab.doors.mock import OTPMock
 from pytest_engagelab.emulator.core import (
     DEFAULT_BASE_URL,
     DEFAULT_DEV_KEY,
@@ -27,7 +28,7 @@ from pytest_engagelab.emulator.core import (
     EmulatorResponse,
     Fault,
 )
-from pytest_engagelab.emulator.templates import TemplateConfigError
+from pytest_engagelab.emulator.templates import DEFAULT_CONTENT, TemplateConfigError
 from pytest_engagelab.errors import ErrorCode
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, WHATSAPP_FALLBACK_NUMBER, number_for
 
@@ -190,10 +191,24 @@ def test_verifications_answers_the_documented_success_shape() -> None:
     }
 
 
-def test_query_strings_and_trailing_slashes_reach_the_same_endpoint() -> None:
+def test_a_trailing_slash_reaches_the_same_endpoint() -> None:
     emulator = Emulator()
     payload = send_payload("/v1/messages")
-    assert call(emulator, "/v1/messages/?lang=en", payload).status == 200
+    assert call(emulator, "/v1/messages/", payload).status == 200
+
+
+def test_the_core_takes_the_path_without_its_query_so_a_decoded_question_mark_is_data() -> None:
+    """The doors split the query off before decoding; what reaches the core is path only."""
+    emulator = Emulator()
+    answer = call(emulator, "/v1/template-configs/a?b", None, method="GET")
+    assert (answer.status, answer.json()["code"]) == (400, ErrorCode.NOT_FOUND)
+
+
+def test_a_query_string_through_a_door_reaches_the_same_endpoint(otp_mock: OTPMock) -> None:
+    auth = (otp_mock.dev_key, otp_mock.dev_secret)
+    with httpx.Client(base_url=otp_mock.base_url, auth=auth) as client:
+        answer = client.post("/v1/messages/?lang=en", json=send_payload("/v1/messages"))
+    assert answer.status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -226,7 +241,24 @@ CONFIG = {
     "send_channel_strategy": "whatsapp|sms",
     "brand_name": "Acme",
     "verify_code_config": {"verify_code_type": 4, "verify_code_len": 8, "verify_code_ttl": 10},
+    "whatsapp_config": {"template_type": 1},
+    "sms_config": {"template_type": 1},
 }
+SMS_CUSTOM = {
+    "template_type": 2,
+    "template_custom_config": {
+        "custom_sub_type": "authentication",
+        "custom_content": "Code {{code}}",
+    },
+}
+
+
+def sms_custom(content: str, sub_type: str = "authentication") -> dict[str, Any]:
+    """A documented custom SMS config (template.json)."""
+    return {
+        "template_type": 2,
+        "template_custom_config": {"custom_sub_type": sub_type, "custom_content": content},
+    }
 
 
 def post_config(emulator: Emulator, **changes: Any) -> EmulatorResponse:
@@ -239,17 +271,25 @@ def test_template_configs_create_list_read_and_delete() -> None:
     assert (answer.status, answer.json()) == (200, {"code": 0, "message": "success"})
 
     listed = call(emulator, "/v1/template-configs", method="GET")
-    assert listed.json() == [
-        {
-            "template_id": "login",
-            "description": "log in",
-            "send_channel_strategy": "whatsapp|sms",
-            "status": 2,
-        }
-    ]
     item = call(emulator, "/v1/template-configs/login", method="GET").json()
-    assert item["verify_code_config"] == CONFIG["verify_code_config"]
-    assert (item["brand_name"], item["status"]) == ("Acme", 2)
+    assert listed.json() == [item]
+    assert item == {
+        "template_id": "login",
+        "description": "log in",
+        "send_channel_strategy": "whatsapp|sms",
+        "brand_name": "Acme",
+        "verify_code_config": CONFIG["verify_code_config"],
+        "whatsapp_config": {"template_type": 1},
+        "sms_config": {
+            "template_type": 1,
+            "template_parts": [
+                {"language": "default", "content": DEFAULT_CONTENT},
+            ],
+        },
+        "created_time": int(emulator.clock.now()),
+        "status": 2,
+        "audit_remark": "",
+    }
 
     deleted = call(emulator, "/v1/template-configs/login", method="DELETE")
     assert (deleted.status, deleted.json()) == (200, {"code": 0, "message": "success"})
@@ -282,7 +322,15 @@ def test_templates_added_in_code_are_read_and_deleted_through_the_endpoints() ->
         "send_channel_strategy": "voice|sms",
         "brand_name": "EngageLab",
         "verify_code_config": {"verify_code_type": 3, "verify_code_len": 8, "verify_code_ttl": 10},
+        "sms_config": {
+            "template_type": 1,
+            "template_default_config": {},
+            "template_parts": [{"language": "default", "content": DEFAULT_CONTENT}],
+        },
+        "voice_config": {"template_type": 1, "template_default_config": {}},
+        "created_time": int(emulator.clock.now()),
         "status": 2,
+        "audit_remark": "",
     }
     assert call(emulator, "/v1/template-configs/login", method="DELETE").status == 200
     assert_error(post_message(emulator, template="login"), ErrorCode.NOT_FOUND, "'login'")
@@ -320,8 +368,12 @@ def code_config(**values: int) -> dict[str, int]:
         ({"template_id": ""}, "template_id"),
         ({"template_id": "x" * 129}, "template_id"),
         ({"description": "d" * 256}, "description"),
-        ({"sms_config": {"template_type": 2, "custom_content": "no code here"}}, "{{code}}"),
-        ({"sms_config": {"template_type": 2}}, "custom_content"),
+        ({"sms_config": sms_custom("no code here")}, "{{code}}"),
+        ({"sms_config": {"template_type": 2}}, "sms_config.template_custom_config"),
+        (
+            {"sms_config": {"template_type": 2, "custom_content": "{{code}}"}},
+            "custom_sub_type and custom_content go inside it",
+        ),
     ],
 )
 def test_template_config_rules_answer_3002_naming_the_field(
@@ -342,9 +394,9 @@ def test_template_config_rules_answer_3002_naming_the_field(
         {"verify_code_config": code_config(verify_code_ttl=1)},
         {"verify_code_config": code_config(verify_code_ttl=5)},
         {"send_channel_strategy": "sms", "verify_code_config": code_config(verify_code_ttl=2)},
-        {"send_channel_strategy": "email"},
-        {"send_channel_strategy": "whatsapp|sms|voice"},
-        {"sms_config": {"template_type": 2, "custom_content": "Code {{code}}"}},
+        {"send_channel_strategy": "email", "email_config": {"template_name": "otp"}},
+        {"send_channel_strategy": "whatsapp|sms|voice", "voice_config": {"template_type": 1}},
+        {"sms_config": SMS_CUSTOM},
     ],
 )
 def test_template_config_limits_are_inclusive(changes: dict[str, Any]) -> None:
@@ -357,7 +409,7 @@ def test_custom_sms_content_is_what_is_delivered() -> None:
     post_config(
         emulator,
         send_channel_strategy="sms",
-        sms_config={"template_type": 2, "custom_content": "Hi {{name}}, {{code}} ({{x}})"},
+        sms_config=sms_custom("Hi {{name}}, {{code}} ({{x}})"),
     )
     send(emulator, template="login", params={"name": "Bob"})
     message = emulator.journal.snapshot()[0]
@@ -667,7 +719,11 @@ def test_lone_surrogates_from_json_escapes_are_answered_not_raised() -> None:
     bad_params = b'{"to": "+6591234567", "template": {"id": "t", "params": {"\\udfff": 1}}}'
     message = assert_error(call(emulator, "/v1/messages", raw=bad_params), ErrorCode.INVALID_PARAMS)
     assert message.startswith("template.params.\udfff ")
-    config = b'{"template_id": "\\ud83d", "send_channel_strategy": "sms"}'
+    config = (
+        b'{"template_id": "\\ud83d", "send_channel_strategy": "sms", "sms_config": '
+        b'{"template_type": 1}, "verify_code_config": {"verify_code_type": 1, '
+        b'"verify_code_len": 6, "verify_code_ttl": 5}}'
+    )
     assert call(emulator, "/v1/template-configs", raw=config).status == 200
     listed = call(emulator, "/v1/template-configs", method="GET")
     assert listed.json()[0]["template_id"] == "\ud83d"

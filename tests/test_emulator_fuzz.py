@@ -78,22 +78,60 @@ def check_success(method: str, path: str, body: Any) -> None:
     elif method == "GET" and path == "/v1/template-configs":
         assert isinstance(body, list)
         for row in body:
-            assert set(row) == {"template_id", "description", "send_channel_strategy", "status"}
+            check_template_document(row)
     elif method == "GET":
         assert body["template_id"] == "login"
-        assert set(body["verify_code_config"]) == {
+        check_template_document(body)
+    else:
+        assert body == SUCCESS
+
+
+#: The fields template.json lists for a template read back, with their JSON types.
+TEMPLATE_FIELDS = {
+    "template_id": str,
+    "description": str,
+    "send_channel_strategy": str,
+    "brand_name": str,
+    "verify_code_config": dict,
+    "whatsapp_config": dict,
+    "sms_config": dict,
+    "voice_config": dict,
+    "email_config": dict,
+    "pwa_config": dict,
+    "created_time": int,
+    "status": int,
+    "audit_remark": str,
+}
+
+
+def check_template_document(row: Any) -> None:
+    """A template as template.json documents it: known fields of the right types, every
+    channel of its strategy configured, a review status of 1, 2 or 3."""
+    assert isinstance(row, dict)
+    assert set(row) <= set(TEMPLATE_FIELDS), set(row) - set(TEMPLATE_FIELDS)
+    for name, kind in TEMPLATE_FIELDS.items():
+        if name in row:
+            assert isinstance(row[name], kind), (name, row[name])
+    assert {"template_id", "send_channel_strategy", "status", "created_time"} <= set(row)
+    for channel in row["send_channel_strategy"].split("|"):
+        assert f"{channel}_config" in row
+    assert row["status"] in (1, 2, 3)
+    if "verify_code_config" in row:
+        assert set(row["verify_code_config"]) == {
             "verify_code_type",
             "verify_code_len",
             "verify_code_ttl",
         }
-    else:
-        assert body == SUCCESS
 
 
 def check(answer: object, method: str, path: str) -> None:
     """The answer is documented: 200 with its shape, or an error code with its status."""
     assert isinstance(answer, EmulatorResponse), answer  # a Fault only when injected
-    assert answer.headers == (("content-type", "application/json"),)
+    if answer.status == 405:  # our documented choice, with the methods the path takes
+        assert answer.headers[0] == ("content-type", "application/json")
+        assert answer.headers[1][0] == "allow"
+    else:
+        assert answer.headers == (("content-type", "application/json"),)
     body = json.loads(answer.body.decode("utf-8"))  # strict UTF-8, valid JSON
     if answer.status == 200:
         check_success(method, path, body)
@@ -191,9 +229,48 @@ config_payloads = st.fixed_dictionaries(
         "verify_code_config": maybe(code_config),
         "sms_config": maybe(
             st.fixed_dictionaries(
-                {"template_type": st.sampled_from([1, 2, 3])},
-                optional={"custom_content": st.sampled_from(["{{code}}", "no code", ""])},
+                {"template_type": st.sampled_from([1, 2, 3, "abc"])},
+                optional={
+                    "template_custom_config": st.fixed_dictionaries(
+                        {
+                            "custom_sub_type": st.sampled_from(
+                                ["authentication", "marketing", "utility", "other"]
+                            ),
+                            "custom_content": st.sampled_from(["{{code}}", "no code", ""]),
+                        },
+                        optional={"custom_country_codes": st.sampled_from(["SG,MY", ""])},
+                    ),
+                    "custom_content": st.sampled_from(["{{code}}", "no code", ""]),
+                },
             )
+        ),
+        "whatsapp_config": maybe(
+            st.fixed_dictionaries({"template_type": st.sampled_from([1, 2, "x"])})
+            | json_values
+        ),
+        "email_config": maybe(
+            st.fixed_dictionaries(
+                {"template_name": st.sampled_from(["otp", 5, ""])},
+                optional={
+                    "template_custom_configs": st.lists(
+                        st.fixed_dictionaries(
+                            {
+                                "language": st.sampled_from(["default", "en", "xx"]),
+                                "pre_from_mail": st.sampled_from(["no-reply@acme.com", "x"]),
+                                "pre_subject": st.just("Your code"),
+                                "template_content": st.sampled_from(["{{code}}", "hi"]),
+                            }
+                        ),
+                        max_size=2,
+                    )
+                },
+            )
+        ),
+        "pwa_config": maybe(
+            st.fixed_dictionaries(
+                {}, optional={"pwa_platform": st.just("p"), "pwa_code": text(max_size=4)}
+            )
+            | json_values
         ),
     },
 )

@@ -425,8 +425,8 @@ def test_the_guard_can_be_turned_off_and_says_so_in_the_header(
     [
         (
             "engagelab_guard = maybe",
-            "ERROR: pytest-engagelab: ini option engagelab_guard = 'maybe': not a boolean; use "
-            "true (the default: no test reaches EngageLab unless marked engagelab_live) or false",
+            "ERROR: pytest-engagelab: ini option engagelab_guard must be a boolean (true or "
+            "false): invalid truth value 'maybe'",
         ),
         (
             "engagelab_guard_hosts =\n    https://sms.example.com/v1",
@@ -730,7 +730,7 @@ def test_the_marker_and_the_options_are_documented_in_pytest(pytester: pytest.Py
     )
     usage.stdout.fnmatch_lines(
         [
-            "  engagelab_guard (string):",
+            "  engagelab_guard (bool):",
             "*stop every attempt to reach EngageLab from a test not*",
             "  engagelab_guard_hosts (linelist):",
             "*more hosts the guard stops, one per line*",

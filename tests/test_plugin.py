@@ -26,7 +26,8 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 ALLOWED_KEYWORDS = (
     "dev_key, dev_secret, base_url, strict_templates, seed, journal_limit, "
-    "assert_all_fired, key_status, forbidden_endpoints, rate_limit, max_verify_attempts"
+    "assert_all_fired, key_status, forbidden_endpoints, rate_limit, max_verify_attempts, "
+    "template_review, send_unapproved, phone_validation, mainland_china"
 )
 
 

@@ -695,6 +695,10 @@ def test_control_api_advance_expires_codes_and_reset_forgets(
     assert control(conn, "GET", "health")[1]["now"] == pytest.approx(before, abs=5)
 
 
+#: template.json requires verify_code_config for a template that carries a code.
+MAIL_CODE = {"verify_code_type": 1, "verify_code_len": 6, "verify_code_ttl": 5}
+
+
 def test_control_api_templates_in_both_shapes(
     server: OTPServer, conn: http.client.HTTPConnection
 ) -> None:
@@ -704,7 +708,13 @@ def test_control_api_templates_in_both_shapes(
         "templates",
         [
             {"template_id": "login", "strategy": "whatsapp|sms", "ttl": 60, "code_length": 4},
-            {"template_id": "mail", "send_channel_strategy": "email", "brand_name": "Acme"},
+            {
+                "template_id": "mail",
+                "send_channel_strategy": "email",
+                "brand_name": "Acme",
+                "email_config": {"template_name": "otp"},
+                "verify_code_config": MAIL_CODE,
+            },
         ],
     )
     assert (status, answer) == (200, {"templates": ["login", "mail"]})
@@ -725,7 +735,13 @@ def test_registering_templates_touches_no_injection_and_needs_no_active_key(
 ) -> None:
     server.emulator.key_status = "expired"
     injection = server.fail_next(ErrorCode.SEND_FAILED)
-    definition = {"template_id": "mail", "send_channel_strategy": "email", "brand_name": "Acme"}
+    definition = {
+        "template_id": "mail",
+        "send_channel_strategy": "email",
+        "brand_name": "Acme",
+        "email_config": {"template_name": "otp"},
+        "verify_code_config": MAIL_CODE,
+    }
     assert control(conn, "POST", "templates", definition) == (200, {"templates": ["mail"]})
     assert injection.fired == 0
     assert server.emulator.templates["mail"].brand_name == "Acme"

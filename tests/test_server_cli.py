@@ -82,7 +82,17 @@ def test_serve_answers_the_sdk_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> No
         json.dumps(
             [
                 {"template_id": "login", "strategy": "whatsapp|sms", "code_length": 8},
-                {"template_id": "mail", "send_channel_strategy": "email", "brand_name": "Acme"},
+                {
+                    "template_id": "mail",
+                    "send_channel_strategy": "email",
+                    "brand_name": "Acme",
+                    "email_config": {"template_name": "otp"},
+                    "verify_code_config": {
+                        "verify_code_type": 1,
+                        "verify_code_len": 6,
+                        "verify_code_ttl": 5,
+                    },
+                },
             ]
         )
     )

@@ -209,7 +209,7 @@ class _Replay:
 
         request, response = interaction["request"], interaction["response"]
         method = str(request.get("method", "GET")).upper()
-        path = urllib.parse.urlsplit(str(request.get("uri", ""))).path
+        path = urllib.parse.unquote(urllib.parse.urlsplit(str(request.get("uri", ""))).path)
         if self.base_path and path.startswith(self.base_path):
             path = path[len(self.base_path) :] or "/"
         headers: dict[str, str] = {}

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import parse_qs
 
-from pytest_engagelab.doors.controls import EmulatorControls
+from pytest_engagelab.doors.controls import EmulatorControls, review_from_json
 from pytest_engagelab.doors.http import HTTPError, Request, dumps
 from pytest_engagelab.emulator.journal import SentMessage
 from pytest_engagelab.emulator.model import EmulatorResponse, InjectedError
-from pytest_engagelab.emulator.templates import TemplateConfigError, template_from_config
+from pytest_engagelab.emulator.template_configs import template_from_config
+from pytest_engagelab.emulator.templates import TemplateConfigError
 from pytest_engagelab.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -207,6 +208,14 @@ class ControlAPI:
             ]
         }
 
+    def review_template(self, payload: Any, query: dict[str, list[str]]) -> Any:
+        try:
+            return review_from_json(self.server, payload)
+        except LookupError as error:
+            raise HTTPError(400, str(error), ErrorCode.NOT_FOUND) from None
+        except ValueError as error:
+            raise HTTPError(400, str(error), ErrorCode.INVALID_PARAMS) from None
+
     def requests(self, payload: Any, query: dict[str, list[str]]) -> Any:
         return {"requests": [entry.to_json() for entry in self.server.requests]}
 
@@ -265,6 +274,7 @@ _ROUTES: Final[dict[tuple[str, str], _Route]] = {
     ("GET", "health"): ControlAPI.health,
     ("GET", "sent"): ControlAPI.sent,
     ("GET", "requests"): ControlAPI.requests,
+    ("POST", "review-template"): ControlAPI.review_template,
     ("GET", "last-code"): ControlAPI.last_code,
     ("GET", "templates"): ControlAPI.list_templates,
     ("POST", "templates"): ControlAPI.templates,

@@ -22,12 +22,18 @@ from pytest_engagelab.emulator.journal import SentMessage
 from pytest_engagelab.emulator.model import InjectedError, Injection
 from pytest_engagelab.emulator.request_log import RequestRecord
 from pytest_engagelab.emulator.settings import api_root
-from pytest_engagelab.emulator.templates import Template
+from pytest_engagelab.emulator.templates import ReviewStatus, Template
 
 if TYPE_CHECKING:  # callback delivery is imported by the first test that uses it
     from pytest_engagelab.callbacks import CallbackDelivery
 
-__all__ = ["EmulatorControls", "MessageCriteria", "RequestCriteria", "VerifiedCriteria"]
+__all__ = [
+    "EmulatorControls",
+    "MessageCriteria",
+    "RequestCriteria",
+    "VerifiedCriteria",
+    "review_from_json",
+]
 
 
 class MessageCriteria(TypedDict, total=False):
@@ -161,6 +167,33 @@ def _named_code(text: str) -> ErrorCode | None:
 
 def _documented_codes() -> str:
     return ", ".join(str(int(code)) for code in ErrorCode)
+
+
+
+
+def review_from_json(controls: EmulatorControls, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """``POST /_emulator/review-template``: ``{"template_id": "login", "status":
+    "rejected", "remark": "..."}`` -> the template's ``template_id``, ``status`` (1, 2, 3)
+    and ``audit_remark``.  :class:`ValueError` for a bad value, :class:`LookupError` for
+    an unknown template; each message says what is wrong."""
+    template_id = payload.get("template_id")
+    status = payload.get("status")
+    remark = payload.get("remark", "")
+    if not isinstance(template_id, str) or not template_id:
+        raise ValueError("template_id is required: the template to review")
+    if status not in ("pending", "approved", "rejected"):
+        raise ValueError(f"status must be 'pending', 'approved' or 'rejected', not {status!r}")
+    if not isinstance(remark, str):
+        raise ValueError(f"remark must be a string, not {remark!r}")
+    try:
+        template = controls.review_template(template_id, status, remark=remark)
+    except KeyError as error:
+        raise LookupError(error.args[0]) from None
+    return {
+        "template_id": template.template_id,
+        "status": template.status,
+        "audit_remark": template.audit_remark,
+    }
 
 
 class EmulatorControls:
@@ -418,9 +451,11 @@ class EmulatorControls:
         from_id: str | None = None,
         description: str = "",
         verification: bool = True,
+        pwa_url: str | None = None,
     ) -> Template:
         """Register a template: ``strategy`` is a channel or a chain like ``"whatsapp|sms"``,
-        ``ttl`` the code's validity in seconds."""
+        ``ttl`` the code's validity in seconds, ``pwa_url`` what ``{{pwa_url}}`` becomes.
+        It is approved at once (see :meth:`review_template`)."""
         return self.emulator.add_template(
             template_id,
             strategy=strategy,
@@ -432,7 +467,21 @@ class EmulatorControls:
             from_id=from_id,
             description=description,
             verification=verification,
+            pwa_url=pwa_url,
         )
+
+    def review_template(
+        self, template_id: str, status: ReviewStatus, *, remark: str = ""
+    ) -> Template:
+        """Hold a template in review (``"pending"``) or end its review (``"approved"``,
+        ``"rejected"``) with ``remark`` as its ``audit_remark``.
+
+        Sending with a pending or rejected template answers 3003 (unless
+        ``send_unapproved=True``); ending a review queues a ``template_audit_result``
+        callback.  With ``@pytest.mark.engagelab(template_review="manual")`` templates
+        created through ``POST /v1/template-configs`` start pending.
+        """
+        return self.emulator.review_template(template_id, status, remark=remark)
 
     def reset(self) -> None:
         """Forget everything sent, templates, limits, injections and queued callbacks."""

@@ -81,7 +81,6 @@ DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 60.0
 _OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _BACKOFF_FIRST: Final = 0.005
 _BACKOFF_MAX: Final = 0.5
-_PROBED_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
 
 class _DeferredRequest(httpx.Request):
@@ -306,20 +305,7 @@ class OTPServer(EmulatorControls):
                 ErrorCode.INTERNAL_ERROR,
                 f"pytest-engagelab server error ({type(bug).__name__}); please report it",
             )
-        if isinstance(outcome, EmulatorResponse) and outcome.status == 405:
-            allowed = ", ".join(self._allowed(path))
-            return EmulatorResponse(405, outcome.body, (*outcome.headers, ("allow", allowed)))
-        return outcome
-
-    def _allowed(self, path: str) -> list[str]:
-        """The methods the emulator routes for ``path`` (for a 405's ``Allow``)."""
-        route = self.emulator._route  # the route table only: no state is touched
-        allowed = []
-        for method in _PROBED_METHODS:
-            with contextlib.suppress(Exception):
-                route(method, path.rstrip("/") or "/")
-                allowed.append(method)
-        return allowed
+        return outcome  # a 405 carries the core's Allow header
 
     def _request(self, request: Request) -> httpx.Request | None:
         """The request as an ``httpx.Request``, for ``SentMessage.request``."""

@@ -15,10 +15,12 @@ Each request is checked in this order; the first rule that fails answers:
    object, is 3001;
 5. parameters: a missing or wrongly typed field, an unknown language, params
    that are not a map of strings, is 3002 naming the field;
-6. template: an unregistered template in strict mode is 4001;
-7. recipient: ``to`` neither E.164 nor an e-mail address is 5011; a phone
-   number for an e-mail-only template, or an address for a template with no
-   e-mail channel, is 3003;
+6. template: an unregistered template in strict mode is 4001; a template
+   pending review or rejected is 3003 (unless ``send_unapproved``);
+7. recipient: ``to`` neither E.164 nor an e-mail address is 5011 (with
+   ``phone_validation="strict"`` also a number invalid for its region); a +86
+   number when ``mainland_china`` is off 5017; a phone number for an e-mail-only
+   template, or an address for a template with no e-mail channel, is 3003;
 8. an injected ``fail_for`` failure for that recipient, then the magic numbers;
 9. the frequency limit (same template, same recipient, within the code's
    validity) is 3004.
@@ -78,13 +80,24 @@ from pytest_engagelab.emulator.model import (
     require_str,
 )
 from pytest_engagelab.emulator.request_log import RequestLog, endpoint_name, record
+from pytest_engagelab.emulator.template_configs import template_from_config
 from pytest_engagelab.emulator.templates import (
+    APPROVED,
+    PENDING,
+    REVIEW_STATUSES,
+    ReviewStatus,
     Template,
     TemplateConfigError,
+    TemplateRuleError,
     parse_strategy,
-    template_from_config,
 )
 from pytest_engagelab.magic import DELIVERY_ERROR_NUMBERS, WHATSAPP_FALLBACK_NUMBER
+
+#: How ``POST /v1/template-configs`` reviews: ``"auto"`` approves at once, ``"manual"``
+#: keeps a template pending until the test calls ``review_template``.
+TemplateReview = Literal["auto", "manual"]
+#: ``"e164"``: the E.164 shape; ``"strict"``: also valid for its region (phonenumbers).
+PhoneValidation = Literal["e164", "strict"]
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -98,7 +111,9 @@ __all__ = [
     "Fault",
     "InjectedError",
     "Injection",
+    "PhoneValidation",
     "ResponseLike",
+    "TemplateReview",
 ]
 
 
@@ -122,6 +137,10 @@ class Emulator:
         rate_limit: bool = True,
         journal_limit: int | None = 10_000,
         max_verify_attempts: int | None = None,
+        template_review: TemplateReview = "auto",
+        send_unapproved: bool = False,
+        phone_validation: PhoneValidation = "e164",
+        mainland_china: bool = True,
     ) -> None:
         if not dev_key or not dev_secret:
             raise ValueError("dev_key and dev_secret must be non-empty strings")
@@ -131,6 +150,16 @@ class Emulator:
             )
         if max_verify_attempts is not None and max_verify_attempts < 1:
             raise ValueError("max_verify_attempts must be at least 1 or None")
+        if template_review not in ("auto", "manual"):
+            raise ValueError(
+                f"template_review must be 'auto' or 'manual', not {template_review!r}"
+            )
+        if phone_validation not in ("e164", "strict"):
+            raise ValueError(
+                f"phone_validation must be 'e164' or 'strict', not {phone_validation!r}"
+            )
+        if phone_validation == "strict":
+            recipients.require_phonenumbers()
         self._lock = threading.RLock()
         self.dev_key = dev_key
         self._auth = basic_authorization(dev_key, dev_secret)
@@ -144,6 +173,10 @@ class Emulator:
         self.forbidden_endpoints = frozenset(forbidden_endpoints)
         self.rate_limit = rate_limit
         self.max_verify_attempts = max_verify_attempts
+        self.template_review: TemplateReview = template_review
+        self.send_unapproved = send_unapproved
+        self.phone_validation: PhoneValidation = phone_validation
+        self.mainland_china = mainland_china
         self.journal = Journal(journal_limit)
         #: Every request that reached the emulator, answered or refused, oldest first.
         self.requests = RequestLog(journal_limit)
@@ -207,8 +240,15 @@ class Emulator:
         from_id: str | None = None,
         description: str = "",
         verification: bool = True,
+        pwa_url: str | None = None,
     ) -> Template:
-        """Register a template (replacing one of the same id) and return it."""
+        """Register a template (replacing one of the same id) and return it.
+
+        Unlike ``POST /v1/template-configs`` this fills in friendly defaults (an SMS
+        channel with the default text, 6 digits, 300 s) and the template is approved at
+        once, whatever ``template_review`` says.  ``pwa_url`` is what ``{{pwa_url}}``
+        renders to (left literal when ``None``).
+        """
         template = Template(
             template_id=template_id,
             strategy=parse_strategy(strategy),
@@ -219,12 +259,52 @@ class Emulator:
             from_id=from_id,
             description=description,
             verification=verification,
+            pwa_url=pwa_url,
+            created_time=int(self.clock.now()),
         )
         if content is not None:
             template.content = content
         with self._lock:
             self._templates[template_id] = template
         return template
+
+    def review_template(
+        self, template_id: str, status: ReviewStatus, *, remark: str = ""
+    ) -> Template:
+        """Set a template's review status: ``"pending"`` holds it, ``"approved"`` or
+        ``"rejected"`` ends its review with ``remark`` as ``audit_remark`` and queues a
+        ``template_audit_result`` callback.  Returns the template."""
+        if status not in REVIEW_STATUSES:
+            raise ValueError(
+                f"review_template() status must be 'pending', 'approved' or 'rejected', "
+                f"not {status!r}"
+            )
+        if not isinstance(remark, str):
+            raise TypeError(f"review_template() remark must be a string, not {remark!r}")
+        with self._lock:
+            template = self._templates.get(template_id)
+            if template is None:
+                known = ", ".join(repr(t) for t in sorted(self._templates)) or "none"
+                raise KeyError(
+                    f"review_template({template_id!r}): no such template; registered: {known}"
+                )
+            template.status = REVIEW_STATUSES[status]
+            template.audit_remark = remark
+            if template.status != PENDING:
+                self._audit_event(template)
+            return template
+
+    def _audit_event(self, template: Template) -> None:
+        detail = {
+            "template_id": template.template_id,
+            "status": template.status,
+            "audit_remark": template.audit_remark,
+        }
+        self._emit(
+            EmulatorEvent(
+                "template_audit", self.clock.now(), "", template.template_id, detail=detail
+            )
+        )
 
     @property
     def templates(self) -> dict[str, Template]:
@@ -239,6 +319,23 @@ class Emulator:
         if self.strict_templates:
             raise Reject(ErrorCode.NOT_FOUND, f"template {template_id!r} does not exist")
         return Template(template_id=template_id)
+
+    def _check_reviewed(self, template: Template) -> None:
+        # EngageLab documents the review statuses but not what a send with an unreviewed
+        # template answers; ours is 3003 (business validation), send_unapproved=True sends.
+        if template.status == APPROVED or self.send_unapproved:
+            return
+        if template.status == PENDING:
+            raise Reject(
+                ErrorCode.VALIDATION_FAILED,
+                f"template {template.template_id!r} is pending review (status 1); it can send "
+                "once approved",
+            )
+        remark = f": {template.audit_remark}" if template.audit_remark else ""
+        raise Reject(
+            ErrorCode.VALIDATION_FAILED,
+            f"template {template.template_id!r} was rejected in review (status 3){remark}",
+        )
 
     # -- injections ------------------------------------------------------------------
 
@@ -339,10 +436,12 @@ class Emulator:
         request: Any = None,
     ) -> EmulatorResponse | Fault:
         """Answer one request.  ``headers`` must look keys up case-insensitively
-        (an ``httpx.Headers``) or have lower-case keys; ``path`` may carry a query.
+        (an ``httpx.Headers``) or have lower-case keys.  ``path`` is the request's path,
+        percent-decoded and without its query (a door splits the query off first, so a
+        decoded ``%3F`` in a template id stays part of the id).
         ``request`` is the door's own request object (an ``httpx.Request`` under
         ``otp_mock``), kept on the journal entry for the test and never read here."""
-        path = path.split("?", 1)[0].rstrip("/") or "/"
+        path = path.rstrip("/") or "/"
         method = method.upper()
         with self._lock:
             outcome: EmulatorResponse | Fault
@@ -356,6 +455,9 @@ class Emulator:
                     outcome = route[1](Incoming(method, path, headers, body, request))
             except Reject as reject:
                 outcome = error_body(reject.code, reject.message, reject.status)
+                if reject.allow:
+                    allow = (*outcome.headers, ("allow", reject.allow))
+                    outcome = EmulatorResponse(outcome.status, outcome.body, allow)
             except Exception as bug:  # never a traceback on the wire
                 outcome = error_body(
                     ErrorCode.INTERNAL_ERROR,
@@ -402,18 +504,30 @@ class Emulator:
         }
         if path in posts:
             if method != "POST":
-                raise Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use POST", 405)
+                raise Reject(
+                    ErrorCode.INVALID_PARAMS, f"{method} {path}: use POST", 405, allow="POST"
+                )
             return path, posts[path]
         if path == "/v1/template-configs":
             if method == "POST":
                 return path, self._post_template_config
             if method == "GET":
                 return path, self._list_template_configs
-            raise Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use GET or POST", 405)
+            raise Reject(
+                ErrorCode.INVALID_PARAMS,
+                f"{method} {path}: use GET or POST",
+                405,
+                allow="GET, POST",
+            )
         if path.startswith("/v1/template-configs/") and path.count("/") == 3:
             if method in ("GET", "DELETE"):
                 return "/v1/template-configs/{id}", self._template_config_item
-            raise Reject(ErrorCode.INVALID_PARAMS, f"{method} {path}: use GET or DELETE", 405)
+            raise Reject(
+                ErrorCode.INVALID_PARAMS,
+                f"{method} {path}: use GET or DELETE",
+                405,
+                allow="GET, DELETE",
+            )
         raise Reject(ErrorCode.NOT_FOUND, f"no such endpoint: {method} {path}", 404)
 
     def _authenticate(self, headers: Mapping[str, str], endpoint: str) -> None:
@@ -514,6 +628,18 @@ class Emulator:
                 f"invalid phone number format: {to!r} is neither E.164 (+6598765432) "
                 "nor an e-mail address",
             )
+        if is_phone and self.phone_validation == "strict" and not self._magic(to):
+            problem = recipients.strict_phone_problem(to)
+            if problem is not None:
+                raise Reject(
+                    ErrorCode.INVALID_PHONE_NUMBER, f"invalid phone number format: {problem}"
+                )
+        if is_phone and not self.mainland_china and recipients.is_mainland_china(to):
+            raise Reject(
+                ErrorCode.CHINA_MAINLAND_FORBIDDEN,
+                f"no permission to send to mainland China: {to!r} is a +86 number and this "
+                "key may not send there (mainland_china=False)",
+            )
         channels = template.channels
         if is_phone and channels == {"email"}:
             raise Reject(
@@ -526,6 +652,11 @@ class Emulator:
                 f"template {template.template_id!r} has no email channel "
                 f"({template.strategy_text}); {to!r} is an e-mail address",
             )
+
+    def _magic(self, to: str) -> bool:
+        return to in DELIVERY_ERROR_NUMBERS or to == WHATSAPP_FALLBACK_NUMBER or any(
+            injection.to == to for injection in self._injections
+        )
 
     def _delivery_failure(
         self, to: str
@@ -544,12 +675,14 @@ class Emulator:
         send = self._parse_send(endpoint, self._json_object(incoming))
         template = self._template(send.template_id)
         custom = endpoint == "/v1/custom-messages"
-        if custom and template.verification and "code" not in send.params:
+        if custom and template.verification and not send.params.get("code", "").strip():
+            problem = "must not be empty" if "code" in send.params else "is required"
             raise Reject(
                 ErrorCode.INVALID_PARAMS,
-                f"template.params.code is required: {send.template_id!r} is a verification-code "
+                f"template.params.code {problem}: {send.template_id!r} is a verification-code "
                 "template",
             )
+        self._check_reviewed(template)
         now = self.clock.now()
         for to in send.recipients:
             self._check_recipient(to, template)
@@ -581,9 +714,9 @@ class Emulator:
         message_id = self._next_id()
         first = template.strategy[0]
         for to in send.recipients:
-            # /v1/messages makes the code itself: a params.code there is only a variable.
-            code = send.code or (send.params.get("code") if custom else None)
-            code = code or self._make_code(template)
+            # /v1/messages makes the code itself: a params.code there is only a variable;
+            # /v1/custom-messages delivers the caller's code, or none (a notification).
+            code = send.params.get("code", "") if custom else send.code or self._make_code(template)
             failed: tuple[str, ...] = ()
             delivered = first
             falls_back = first == "whatsapp" and len(template.strategy) > 1
@@ -599,7 +732,7 @@ class Emulator:
                 send_channel=first,
                 endpoint=endpoint,
                 request=request,
-                text=template.render(code, send.params),
+                text=template.render(code, send.params, send.language),
                 delivery_channel=delivered,
                 failed_channels=failed,
                 sent_at=now,
@@ -616,6 +749,8 @@ class Emulator:
     def _remember(self, message: SentMessage, verifiable: bool) -> None:
         self._issued[message.message_id] = Issued(message, verifiable)
         self._trim(self._issued)
+        if not message.code:  # a notification without a code: nothing to type in
+            return
         self._last_codes.pop(message.to, None)  # re-insert: the oldest entry is trimmed first
         self._last_codes[message.to] = message.code
         if self._issued_limit is not None and len(self._last_codes) > self._issued_limit:
@@ -690,18 +825,24 @@ class Emulator:
     def _post_template_config(self, incoming: Incoming) -> EmulatorResponse:
         payload = self._json_object(incoming)
         try:
-            template = template_from_config(payload)
+            template = template_from_config(payload, is_address=recipients.is_email)
+        except TemplateRuleError as error:
+            raise Reject(ErrorCode.VALIDATION_FAILED, str(error)) from None
         except TemplateConfigError as error:
             raise Reject(ErrorCode.INVALID_PARAMS, str(error)) from None
         if template.template_id in self._templates:
             raise Reject(
                 ErrorCode.VALIDATION_FAILED, f"template {template.template_id!r} already exists"
             )
+        template.created_time = int(self.clock.now())
+        template.status = APPROVED if self.template_review == "auto" else PENDING
         self._templates[template.template_id] = template
+        if template.status == APPROVED:  # the review ended at once
+            self._audit_event(template)
         return EmulatorResponse(200, dumps({"code": 0, "message": "success"}))
 
     def _list_template_configs(self, incoming: Incoming) -> EmulatorResponse:
-        return EmulatorResponse(200, dumps([t.summary() for t in self._templates.values()]))
+        return EmulatorResponse(200, dumps([t.document() for t in self._templates.values()]))
 
     def _template_config_item(self, incoming: Incoming) -> EmulatorResponse:
         template_id = incoming.path.rsplit("/", 1)[1]
@@ -711,4 +852,4 @@ class Emulator:
         if incoming.method == "DELETE":
             del self._templates[template_id]
             return EmulatorResponse(200, dumps({"code": 0, "message": "success"}))
-        return EmulatorResponse(200, dumps(template.full_config()))
+        return EmulatorResponse(200, dumps(template.document()))

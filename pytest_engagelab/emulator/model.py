@@ -89,20 +89,23 @@ class Fault:
 
 @dataclass(frozen=True)
 class EmulatorEvent:
-    """Something happened to a message: for callbacks and other observers.
+    """Something happened to a message or a template: for callbacks and other observers.
 
     ``kind`` is ``"sent"``, ``"send_failed"``, ``"verified"``,
-    ``"verify_failed"`` (a wrong code) or ``"expired"`` (the code's validity
-    ran out unverified, noticed when the clock moves).
+    ``"verify_failed"`` (a wrong code), ``"expired"`` (the code's validity
+    ran out unverified, noticed when the clock moves) or ``"template_audit"``
+    (a template's review ended: ``to`` is empty and ``detail`` holds
+    ``template_id``, ``status`` (2 approved, 3 rejected) and ``audit_remark``).
     """
 
-    kind: Literal["sent", "send_failed", "verified", "verify_failed", "expired"]
+    kind: Literal["sent", "send_failed", "verified", "verify_failed", "expired", "template_audit"]
     at: float
     to: str
     template_id: str
     message: SentMessage | None = None
     error: ErrorCode | None = None
     error_message: str = ""
+    detail: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -156,11 +159,14 @@ class Issued:
 class Reject(Exception):
     """Internal: answer with this code and message."""
 
-    def __init__(self, code: ErrorCode, message: str, status: int | None = None) -> None:
+    def __init__(
+        self, code: ErrorCode, message: str, status: int | None = None, *, allow: str = ""
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = code.http_status if status is None else status
+        self.allow = allow  # the methods a 405 answer lists in its Allow header
 
 
 @dataclass

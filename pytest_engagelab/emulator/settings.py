@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from pytest_engagelab.emulator.defaults import (
     DEFAULT_BASE_URL,
@@ -16,6 +16,11 @@ from pytest_engagelab.emulator.defaults import (
 
 if TYPE_CHECKING:  # the emulator is imported when the first one is built
     from pytest_engagelab.emulator.core import Emulator
+
+#: How ``POST /v1/template-configs`` reviews a template (see ``Emulator``).
+TemplateReview = Literal["auto", "manual"]
+#: How phone numbers are checked: the E.164 shape, or valid for their region too.
+PhoneValidation = Literal["e164", "strict"]
 
 __all__ = ["INI_OPTIONS", "EngageLabSettings", "SettingsError", "api_root"]
 
@@ -45,6 +50,10 @@ class EngageLabSettings:
     forbidden_endpoints: tuple[str, ...] = ()
     rate_limit: bool = True
     max_verify_attempts: int | None = None
+    template_review: TemplateReview = "auto"
+    send_unapproved: bool = False
+    phone_validation: PhoneValidation = "e164"
+    mainland_china: bool = True
 
     def build_emulator(self) -> Emulator:
         """A fresh emulator with these settings."""
@@ -60,6 +69,10 @@ class EngageLabSettings:
             rate_limit=self.rate_limit,
             journal_limit=self.journal_limit,
             max_verify_attempts=self.max_verify_attempts,
+            template_review=self.template_review,
+            send_unapproved=self.send_unapproved,
+            phone_validation=self.phone_validation,
+            mainland_china=self.mainland_china,
         )
 
     def merged(self, overrides: Mapping[str, Any], *, source: str) -> EngageLabSettings:
@@ -128,6 +141,26 @@ def _key_status(name: str, value: Any, source: str) -> str:
     return str(value)
 
 
+def _choice(*allowed: str) -> Callable[[str, Any, str], str]:
+    def check(name: str, value: Any, source: str) -> str:
+        if value not in allowed:
+            choices = " or ".join(repr(a) for a in allowed)
+            raise SettingsError(f"{source}: {name} must be {choices}, not {value!r}")
+        return str(value)
+
+    return check
+
+
+def _phone_validation(name: str, value: Any, source: str) -> str:
+    choice = _choice("e164", "strict")(name, value, source)
+    if choice == "strict":
+        from pytest_engagelab.emulator import recipients  # a small module, no phonenumbers
+
+        if not recipients.phonenumbers_available():
+            raise SettingsError(f"{source}: {recipients.PHONENUMBERS_MISSING}")
+    return choice
+
+
 def _endpoints(name: str, value: Any, source: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple | set | frozenset) or not all(
         isinstance(v, str) and v.startswith("/") for v in value
@@ -151,6 +184,10 @@ _CHECKS: Final[dict[str, Callable[[str, Any, str], Any]]] = {
     "forbidden_endpoints": _endpoints,
     "rate_limit": _flag,
     "max_verify_attempts": _optional_int(1),
+    "template_review": _choice("auto", "manual"),
+    "send_unapproved": _flag,
+    "phone_validation": _phone_validation,
+    "mainland_china": _flag,
 }
 
 #: The keywords ``@pytest.mark.engagelab`` accepts.
@@ -197,6 +234,18 @@ INI_OPTIONS: Final = (
         "assert_all_fired",
         "bool",
         "fail a test whose injected failures never fired (default true)",
+    ),
+    IniOption(
+        "phone_validation",
+        "string",
+        "e164 (default): phone numbers need the E.164 shape; strict: also valid for their "
+        "region, by phonenumbers (pip install 'pytest-engagelab[phonenumbers]')",
+    ),
+    IniOption(
+        "template_review",
+        "string",
+        "auto (default): templates created through the API are approved at once; manual: "
+        "pending until the test calls review_template",
     ),
 )
 

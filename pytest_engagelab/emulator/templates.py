@@ -1,25 +1,67 @@
-"""Templates as the emulator knows them, and the template-configs payload rules."""
+"""Templates as the emulator knows them, and the template-configs rules of ``template.json``.
+
+:mod:`~pytest_engagelab.emulator.template_configs` checks a ``POST
+/v1/template-configs`` body against EngageLab's OpenAPI document for templates
+(``template.json``); :meth:`Template.document` is the template as ``GET
+/v1/template-configs`` and ``GET /v1/template-configs/{id}`` answer it.  A rule
+broken answers 3002 naming the field (:class:`TemplateConfigError`), a strategy
+naming a channel whose config is missing 3003 (:class:`TemplateRuleError`).
+"""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal
 
-__all__ = ["CHANNELS", "DEFAULT_CONTENT", "Template", "TemplateConfigError", "template_from_config"]
+from pytest_engagelab.emulator.model import TEMPLATE_ID_MAX
+
+__all__ = [
+    "APPROVED",
+    "CHANNELS",
+    "DEFAULT_CONTENT",
+    "PENDING",
+    "REJECTED",
+    "REVIEW_STATUSES",
+    "Template",
+    "TemplateConfigError",
+    "TemplateRuleError",
+    "parse_strategy",
+]
 
 CHANNELS: Final = ("whatsapp", "sms", "email", "voice")
 DEFAULT_CONTENT: Final = "Your verification code is {{code}}. It expires in {{ttl}} minutes."
-_VAR = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+#: Review statuses as ``template.json`` numbers them.
+PENDING: Final = 1
+APPROVED: Final = 2
+REJECTED: Final = 3
+ReviewStatus = Literal["pending", "approved", "rejected"]
+REVIEW_STATUSES: Final[dict[ReviewStatus, int]] = {
+    "pending": PENDING,
+    "approved": APPROVED,
+    "rejected": REJECTED,
+}
+#: ``sms_config.template_custom_config.custom_sub_type`` values (template.json).
+SMS_SUB_TYPES: Final = ("authentication", "marketing", "utility")
+#: Where ``{{pwa_url}}`` points for a template with a ``pwa_config``: EngageLab documents
+#: no URL form, so the emulator makes one under the reserved ``.invalid`` domain.
+PWA_URL_BASE: Final = "https://pwa.engagelab.invalid"
+VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 #: The longest validity a code can have, in seconds (366 days).
 MAX_TTL: Final = 366 * 86_400
+DESCRIPTION_MAX: Final = 255
 
 
 class TemplateConfigError(ValueError):
-    """A template definition breaks a documented rule; the message names the field."""
+    """A template definition breaks a documented rule; the message names the field (3002)."""
 
 
-def parse_strategy(strategy: str) -> tuple[str, ...]:
+class TemplateRuleError(TemplateConfigError):
+    """A template definition fails a business rule, such as a strategy channel without its
+    config (EngageLab answers 3003)."""
+
+
+def parse_strategy(strategy: object) -> tuple[str, ...]:
     """``"whatsapp|sms"`` -> ``("whatsapp", "sms")``, checked against the documented rules."""
     if not isinstance(strategy, str) or not strategy.strip():
         raise TemplateConfigError(
@@ -43,12 +85,15 @@ def parse_strategy(strategy: str) -> tuple[str, ...]:
 
 @dataclass
 class Template:
-    """One OTP template: how codes are made and which channels deliver them.
+    """One OTP template: how codes are made, which channels deliver them, its review.
 
     ``ttl`` is the code's validity in seconds; ``code_type`` is EngageLab's
     ``verify_code_type`` bitmask (1 digits, 2 lower-case, 4 upper-case letters).
     ``verification`` says whether it is a verification-code template, for which
-    /v1/custom-messages requires ``params.code``.
+    /v1/custom-messages requires ``params.code``.  ``status`` is the review status
+    (1 pending, 2 approved, 3 rejected) with ``audit_remark``; ``config`` holds the
+    documented fields of the definition it was created from (empty for
+    :meth:`~pytest_engagelab.emulator.core.Emulator.add_template`).
     """
 
     template_id: str
@@ -62,12 +107,21 @@ class Template:
     description: str = ""
     verification: bool = True
     config: dict[str, Any] = field(default_factory=dict)
+    pwa_url: str | None = None
+    status: int = APPROVED
+    audit_remark: str = ""
+    created_time: int = 0
+    #: Content by ``template.language`` (e-mail ``template_custom_configs``); a language
+    #: not listed gets ``content``.
+    contents: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.template_id, str) or not self.template_id:
             raise TemplateConfigError("template_id must be a non-empty string")
-        if len(self.template_id) > 128:
-            raise TemplateConfigError("template_id is longer than 128 characters")
+        if len(self.template_id) > TEMPLATE_ID_MAX:
+            raise TemplateConfigError(
+                f"template_id is longer than {TEMPLATE_ID_MAX} characters"
+            )
         if not 4 <= self.code_length <= 10:
             raise TemplateConfigError(f"code_length must be 4 to 10, not {self.code_length}")
         if not 0 < self.ttl <= MAX_TTL:
@@ -88,100 +142,69 @@ class Template:
         """The strategy as EngageLab writes it: ``"whatsapp|sms"``."""
         return "|".join(self.strategy)
 
-    def render(self, code: str, params: dict[str, str]) -> str:
-        """The delivered text: ``{{code}}`` and presets filled, unknown variables kept as is."""
+    @property
+    def review(self) -> ReviewStatus:
+        """The review status as a word: ``"pending"``, ``"approved"`` or ``"rejected"``."""
+        return next(word for word, number in REVIEW_STATUSES.items() if number == self.status)
+
+    def render(self, code: str, params: dict[str, str], language: str = "default") -> str:
+        """The delivered text in ``language``: ``{{code}}`` and presets filled, unknown
+        variables kept as is."""
         values = {
             "brand_name": self.brand_name,
             "ttl": str(max(1, self.ttl // 60)),
-            **params,
-            "code": code,
         }
-        return _VAR.sub(lambda m: values.get(m.group(1), m.group(0)), self.content)
+        if self.pwa_url is not None:
+            values["pwa_url"] = self.pwa_url
+        values.update(params)
+        values["code"] = code
+        content = self.contents.get(language, self.content)
+        return VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), content)
 
-    def summary(self) -> dict[str, Any]:
-        """The row GET /v1/template-configs lists."""
-        return {
-            "template_id": self.template_id,
-            "description": self.description,
-            "send_channel_strategy": self.strategy_text,
-            "status": 2,
-        }
-
-    def full_config(self) -> dict[str, Any]:
-        """What GET /v1/template-configs/{id} answers."""
+    def document(self) -> dict[str, Any]:
+        """The template as ``GET /v1/template-configs[/{id}]`` answer it (template.json)."""
         body: dict[str, Any] = {
             "template_id": self.template_id,
             "description": self.description,
             "send_channel_strategy": self.strategy_text,
             "brand_name": self.brand_name,
-            "verify_code_config": {
+        }
+        if self.verification or "verify_code_config" in self.config:
+            body["verify_code_config"] = {
                 "verify_code_type": self.code_type,
                 "verify_code_len": self.code_length,
                 "verify_code_ttl": max(1, self.ttl // 60),
-            },
-        }
-        body.update({k: v for k, v in self.config.items() if k not in body})
-        body["status"] = 2
+            }
+        for channel in CHANNELS:
+            key = f"{channel}_config"
+            given = self.config.get(key)
+            if given is None and channel not in self.channels:
+                continue
+            channel_config = copy_config(given) if given is not None else _default_channel(self)
+            if channel == "sms":
+                channel_config["template_parts"] = [
+                    {"language": "default", "content": self.content}
+                ]
+            body[key] = channel_config
+        if "pwa_config" in self.config:
+            body["pwa_config"] = copy_config(self.config["pwa_config"])
+        body["created_time"] = self.created_time
+        body["status"] = self.status
+        body["audit_remark"] = self.audit_remark
         return body
 
+    # Kept for callers of the earlier names: both answers are now the documented shape.
+    summary = document
+    full_config = document
 
-def _int_field(config: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
-    value = config.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise TemplateConfigError(f"verify_code_config.{name} must be an integer {low}..{high}")
+
+def copy_config(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: copy_config(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_config(v) for v in value]
     return value
 
 
-def template_from_config(config: Any) -> Template:
-    """Check a POST /v1/template-configs body against the documented rules."""
-    if not isinstance(config, dict):
-        raise TemplateConfigError("the template definition must be a JSON object")
-    template_id = config.get("template_id")
-    if not isinstance(template_id, str) or not template_id:
-        raise TemplateConfigError("template_id is required and must be a non-empty string")
-    description = config.get("description", "")
-    if not isinstance(description, str) or len(description) > 255:
-        raise TemplateConfigError("description must be a string of at most 255 characters")
-    strategy = parse_strategy(config.get("send_channel_strategy"))  # type: ignore[arg-type]
-    brand_name = config.get("brand_name", "EngageLab")
-    if not isinstance(brand_name, str) or not 2 <= len(brand_name) <= 10:
-        raise TemplateConfigError("brand_name must be a string of 2 to 10 characters")
-    code_config = config.get("verify_code_config", {})
-    if not isinstance(code_config, dict):
-        raise TemplateConfigError("verify_code_config must be an object")
-    code_type = _int_field(code_config, "verify_code_type", 1, 1, 7)
-    code_length = _int_field(code_config, "verify_code_len", 6, 4, 10)
-    ttl_minutes = _int_field(code_config, "verify_code_ttl", 5, 1, 10)
-    if "whatsapp" in strategy and ttl_minutes not in (1, 5, 10):
-        raise TemplateConfigError(
-            "verify_code_config.verify_code_ttl must be 1, 5 or 10 when the strategy has whatsapp"
-        )
-    content = DEFAULT_CONTENT
-    sms_config = config.get("sms_config")
-    if sms_config is not None:
-        if not isinstance(sms_config, dict):
-            raise TemplateConfigError("sms_config must be an object")
-        if sms_config.get("template_type") == 2:
-            custom = sms_config.get("custom_content")
-            if not isinstance(custom, str) or not custom:
-                raise TemplateConfigError(
-                    "sms_config.custom_content is required for template_type 2"
-                )
-            if sms_config.get("custom_sub_type", "authentication") == "authentication" and (
-                "{{code}}" not in custom
-            ):
-                raise TemplateConfigError(
-                    "sms_config.custom_content must contain {{code}} for authentication templates"
-                )
-            content = custom
-    return Template(
-        template_id=template_id,
-        strategy=strategy,
-        code_length=code_length,
-        ttl=ttl_minutes * 60,
-        code_type=code_type,
-        content=content,
-        brand_name=brand_name,
-        description=description,
-        config=dict(config),
-    )
+def _default_channel(template: Template) -> dict[str, Any]:
+    return {"template_type": 1, "template_default_config": {}}
