@@ -75,8 +75,10 @@ def read_cassette(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CassetteError(file, "the file is empty; delete it or record it again")
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        _refuse_aliases(text, loader)
+        _bound_aliases(text, loader)
         data = yaml.load(text, Loader=loader)
+    except _AliasProblem as error:
+        raise CassetteError(file, str(error)) from None
     except yaml.YAMLError as error:
         problem = " ".join(str(error).split())
         raise CassetteError(file, f"not valid YAML ({problem})") from None
@@ -107,24 +109,61 @@ def read_cassette(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def _refuse_aliases(text: str, loader: Any) -> None:
-    """Raise ``yaml.YAMLError`` for a document with an alias (``*name``).
+class _AliasProblem(Exception):
+    """Aliases that would make a cassette far larger than written, or recursive."""
 
-    vcrpy never writes aliases, and a few hundred bytes of nested aliases expand
-    to gigabytes when loaded (a "billion laughs" file), so they are refused before
-    anything is built.  An alias needs an anchor (``&name``): text without ``&`` is
-    read without the extra pass over its events.
+
+#: How many values aliases may add to a cassette beyond what is written out in it.
+_ALIAS_ALLOWANCE: Final = 10_000
+
+
+def _bound_aliases(text: str, loader: Any) -> None:
+    """Raise :class:`_AliasProblem` when the aliases of a document (``*name``) would make it
+    much larger than written, or refer to a node that contains them.
+
+    A few hundred bytes of nested aliases stand for billions of values (a "billion
+    laughs" file): loading shares them, but anything that walks the data then takes
+    minutes and gigabytes.  So the size each anchored node stands for is counted from
+    the parser's events, before anything is built; a document may grow through
+    aliases by its own size plus a small allowance (hand-written anchors still load).
+    An alias needs an anchor (``&name``): text without ``&`` needs no extra pass.
     """
     import yaml
 
     if "&" not in text:
         return
+    sizes: dict[str, int] = {}
+    open_nodes: list[list[Any]] = [[0, None]]  # [size so far, anchor] of each open collection
+    written = 0
     for event in yaml.parse(text, Loader=loader):
-        if isinstance(event, yaml.AliasEvent):
-            mark = event.start_mark
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
-            raise yaml.YAMLError(
-                f"YAML aliases are not allowed in a cassette (an alias at {where}); record it again"
+        written += 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            open_nodes.append([1, event.anchor])
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            size, anchor = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+        elif isinstance(event, yaml.ScalarEvent):
+            size = 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in sizes:
+                raise _AliasProblem(
+                    f"refused: the YAML alias *{event.anchor} refers to a node that contains "
+                    "it; a cassette cannot be recursive"
+                )
+            size = sizes[event.anchor]
+        else:
+            continue
+        open_nodes[-1][0] += size
+        expanded = sum(node[0] for node in open_nodes)
+        if expanded > 2 * written + _ALIAS_ALLOWANCE:
+            raise _AliasProblem(
+                f"refused: its YAML aliases stand for more than {expanded:,} values though only "
+                f"{written:,} are written (an alias bomb?); write it without aliases "
+                "(*name) or record it again"
             )
 
 
