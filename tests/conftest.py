@@ -30,7 +30,6 @@ def router() -> Iterator[respx.MockRouter]:
     with respx.mock(base_url="https://otp.api.engagelab.cc", assert_all_called=False) as mock:
         yield mock
 
-
 #: Every form of every credential a test recorded cassettes with (see recording_with).
 _RECORDED_WITH: set[str] = set()
 
