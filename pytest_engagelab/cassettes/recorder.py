@@ -24,6 +24,7 @@ from pytest_engagelab.cassettes.credentials import Credentials
 from pytest_engagelab.cassettes.errors import CassetteError, CassetteMiss
 from pytest_engagelab.cassettes.files import (
     AtomicPersister,
+    gc_paused,
     read_cassette,
     recorded_at,
     recorded_on,
@@ -66,13 +67,31 @@ class _EngageLabCassette(Cassette):  # type: ignore[misc]
         self._engagelab_index: dict[Hashable, list[int]] = {}
         self._engagelab_cursor: dict[Hashable, int] = {}
         self._engagelab_memo: dict[int, tuple[Any, Hashable | None]] = {}
+        self._engagelab_loading = False
         super().__init__(*args, **kwargs)
 
     # -- the index -----------------------------------------------------------------------
 
+    def _load(self) -> None:
+        self._engagelab_loading = True
+        try:
+            with gc_paused():
+                super()._load()
+        finally:
+            self._engagelab_loading = False
+
     def append(self, request: Any, response: Any) -> None:
         count = len(self.data)
-        super().append(request, response)
+        if self._engagelab_loading:
+            # A loaded answer is a fresh object nobody else holds: scrubbed (in place) as
+            # vcrpy would, without vcrpy's defensive deep copy of every response.
+            request = self._before_record_request(request)
+            response = self._before_record_response(response) if request else None
+            if response is None:
+                return
+            self.data.append((request, response))
+        else:
+            super().append(request, response)
         if len(self.data) > count:  # filed under the key of the request as stored
             self._engagelab_index.setdefault(request_key(self.data[count][0]), []).append(count)
 

@@ -107,20 +107,17 @@ class Scrubber:
         return OTHER_AUTHORIZATION_PLACEHOLDER
 
     def request(self, request: Any) -> Any:
-        """vcrpy's ``before_record_request``: a scrubbed copy of a ``vcr.request.Request``."""
-        import copy
-
-        scrubbed = copy.deepcopy(request)
-        scrubbed.uri = self.text(scrubbed.uri)
-        scrubbed.body = self.data(scrubbed.body)
+        """vcrpy's ``before_record_request``: a scrubbed copy of a ``vcr.request.Request``
+        (a new request built from scrubbed parts; the original is left alone)."""
         headers = {}
-        for name, value in scrubbed.headers.items():
+        for name, value in request.headers.items():
             if name.lower() == "authorization":
                 headers[name] = self.authorization(str(value))
             else:
                 headers[name] = self.text(str(value))
-        scrubbed.headers = headers
-        return scrubbed
+        return type(request)(
+            request.method, self.text(request.uri), self.data(request.body), headers
+        )
 
     def response(self, response: dict[str, Any]) -> dict[str, Any]:
         """vcrpy's ``before_record_response``: the recorded response dict, scrubbed."""
