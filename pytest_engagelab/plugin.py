@@ -153,7 +153,8 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
-    if not hasattr(config, "workerinput"):  # under xdist, the controller reviews
+    reviews = config.stash[_CASSETTES_KEY].records or config.getoption("engagelab_review", None)
+    if reviews and not hasattr(config, "workerinput"):  # under xdist, the controller reviews
         config.pluginmanager.register(_Reviews(config), "engagelab-cassette-review")
     # -- end cassettes -------------------------------------------------------------------------
 
