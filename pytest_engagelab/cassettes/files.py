@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import gc
-import ipaddress
 import os
 import re
 import tempfile
@@ -317,6 +316,8 @@ _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
 
 
 def _is_loopback(host: str) -> bool:
+    import ipaddress
+
     host = host.strip("[]").lower()
     if host in _LOOPBACK_NAMES:
         return True
