@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 from pytest_engagelab._version import __version__
 
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
-    from pytest_engagelab.cassettes import CassetteError, CassetteMiss, DriftReport, check_drift
+    from pytest_engagelab.cassettes import (
+        CassetteError,
+        CassetteMiss,
+        DriftReport,
+        StaleCassetteWarning,
+        check_drift,
+    )
     from pytest_engagelab.client import AsyncOTPClient, OTPClient, SendResult, VerifyResult
     from pytest_engagelab.doors.controls import MessageCriteria
     from pytest_engagelab.doors.mock import OTPMock
@@ -55,6 +61,7 @@ __all__ = [
     "OTPServer",
     "SendResult",
     "SentMessage",
+    "StaleCassetteWarning",
     "Template",
     "VerifyResult",
     "__version__",
@@ -87,6 +94,7 @@ _WHERE: dict[str, str] = {
     "OTPServer": "pytest_engagelab.doors.server",
     "SendResult": "pytest_engagelab.client",
     "SentMessage": "pytest_engagelab.emulator.journal",
+    "StaleCassetteWarning": "pytest_engagelab.cassettes",
     "Template": "pytest_engagelab.emulator.templates",
     "VerifyResult": "pytest_engagelab.client",
     "check_drift": "pytest_engagelab.cassettes.drift",

@@ -404,6 +404,8 @@ def test_a_cassette_older_than_the_max_age_warns_with_the_re_record_command(
                 "*  pytest test_old.py::test_send --engagelab-record-mode=rewrite",
             ]
         )
+        strict = pytester.runpytest("-W", "error::pytest_engagelab.StaleCassetteWarning")
+        strict.assert_outcomes(errors=1)  # CI can make it an error
     else:
         result.assert_outcomes(passed=1)
         assert "StaleCassetteWarning" not in result.stdout.str()
