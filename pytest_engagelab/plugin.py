@@ -484,12 +484,12 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
         problem = str(error)
     if problem is not None:
         pytest.fail(problem, pytrace=False)
-    stale = active.stale_message(request.config.stash[_CASSETTES_KEY].max_age)
-    if stale is not None:
-        from pytest_engagelab.cassettes.errors import StaleCassetteWarning
+    try:  # from here on httpx is patched: whatever happens, stop() unpatches it
+        stale = active.stale_message(request.config.stash[_CASSETTES_KEY].max_age)
+        if stale is not None:  # -W error::...StaleCassetteWarning raises here
+            from pytest_engagelab.cassettes.errors import StaleCassetteWarning
 
-        request.node.warn(StaleCassetteWarning(stale))
-    try:
+            request.node.warn(StaleCassetteWarning(stale))
         yield active
     finally:
         active.stop()  # written, or not, by pytest_runtest_makereport after the teardown
