@@ -1,24 +1,31 @@
-"""Throughput and p99 latency of ``OTPServer`` against pytest-httpserver.
+"""The loopback server: fixture start and stop, throughput, and server CPU per request.
 
-Run: ``.venv/bin/python bench/bench_server.py`` (about a minute on 2 cores).
+Run: ``.venv/bin/python bench/bench_server.py`` (about 2 minutes on 2 cores; needs the
+``bench`` extra: pytest-httpserver, uvicorn, httptools).
 
-N keep-alive clients (threads, one ``http.client.HTTPConnection`` each, in this
-process) send valid ``POST /v1/messages`` requests for a fixed time.  The
-contenders, measured in turn (alternating, several rounds, medians reported):
+Three measurements, each printed as a markdown table:
 
-* ``otp_server``: the emulator behind :class:`pytest_engagelab.doors.server.OTPServer`:
-  authentication, JSON and parameter validation, code generation, rate-limit
-  bookkeeping and the journal, for every request.  Each client uses its own
-  recipients, so no request hits the frequency limit (the bench checks that
-  every answer is a 200).
-* ``httpserver (threaded)``: ``pytest_httpserver.HTTPServer(threaded=True)``
-  answering a static JSON body: HTTP/1.1 with keep-alive, like ``otp_server``.
-* ``httpserver (default)``: its default, single-threaded, HTTP/1.0: one
-  connection per request.
+1. **Start and stop**: what the ``otp_server`` fixture pays per test: building an
+   ``OTPServer`` around a fresh emulator and ``start()`` (bind, listen, the accept
+   thread), then ``stop()`` (wake and join the thread, close the socket).  Medians of
+   ``--starts`` (300) rounds, after 30 warm-up rounds.
+2. **Throughput**: N keep-alive clients (threads, one ``http.client.HTTPConnection``
+   each, in this process) send valid ``POST /v1/messages`` requests for a fixed time
+   to ``otp_server`` and to pytest-httpserver answering a static JSON body (threaded,
+   HTTP/1.1 keep-alive; and its default, single-threaded HTTP/1.0).  ``otp_server``
+   authenticates, validates, makes a code and keeps the limits and the journal for
+   each request; every client uses its own recipients, so every answer is a 200 (the
+   bench checks it).  Contenders alternate, ``--rounds`` rounds, medians.
+3. **Server CPU per request**: each server runs alone in a child process; 8
+   keep-alive clients in this process send ``--requests`` requests; the child's CPU
+   time (user + system, from ``/proc/PID/stat``) over those requests, divided by
+   their number.  ``otp_server`` does the emulator's full work; uvicorn with
+   httptools (``--http httptools``, asyncio loop, no access log) answers a constant
+   JSON body from a bare ASGI app: the floor of a fast Python HTTP server.  Clients
+   and servers share the machine's 2 cores, so the clients' work is not counted.
 
-werkzeug's per-request log line is switched off so that it does not pay for
-printing.  It prints a markdown table.  Options: ``--seconds``, ``--rounds``,
-``--clients 1,8,32``.
+Options: ``--seconds``, ``--rounds``, ``--clients 1,8,32``, ``--requests``,
+``--starts``, ``--only start,throughput,cpu``.
 """
 
 from __future__ import annotations
@@ -28,19 +35,25 @@ import base64
 import http.client
 import json
 import logging
+import os
 import statistics
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-
-from pytest_httpserver import HTTPServer
+from pathlib import Path
+from typing import Any
 
 from pytest_engagelab.doors.server import OTPServer
+from pytest_engagelab.emulator.core import Emulator
 
 _BODY_TEMPLATE = '{"to":"+65%d","template":{"id":"login","language":"en","params":{}}}'
+_STATIC = {"message_id": "1725407449772531712", "send_channel": "sms"}
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -63,21 +76,24 @@ class Run:
 Contender = Callable[[], AbstractContextManager[tuple[str, int, dict[str, str]]]]
 
 
+def _auth(dev_key: str, dev_secret: str) -> dict[str, str]:
+    token = base64.b64encode(f"{dev_key}:{dev_secret}".encode()).decode()
+    return {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
+
+
 @contextmanager
 def otp_server() -> Iterator[tuple[str, int, dict[str, str]]]:
     with OTPServer() as server:
-        token = base64.b64encode(f"{server.dev_key}:{server.dev_secret}".encode()).decode()
-        headers = {"Authorization": f"Basic {token}", "Content-Type": "application/json"}
-        yield "127.0.0.1", server.port, headers
+        yield "127.0.0.1", server.port, _auth(server.dev_key, server.dev_secret)
 
 
 def _httpserver(threaded: bool) -> Contender:
     @contextmanager
     def contender() -> Iterator[tuple[str, int, dict[str, str]]]:
+        from pytest_httpserver import HTTPServer
+
         server = HTTPServer(host="127.0.0.1", port=0, threaded=threaded)
-        server.expect_request("/v1/messages", method="POST").respond_with_json(
-            {"message_id": "1725407449772531712", "send_channel": "sms"}
-        )
+        server.expect_request("/v1/messages", method="POST").respond_with_json(_STATIC)
         server.start()
         try:
             yield "127.0.0.1", server.port, {"Content-Type": "application/json"}
@@ -96,21 +112,30 @@ CONTENDERS: dict[str, Contender] = {
 
 
 def load(
-    host: str, port: int, headers: dict[str, str], clients: int, seconds: float, base: int
+    host: str,
+    port: int,
+    headers: dict[str, str],
+    clients: int,
+    seconds: float,
+    base: int,
+    *,
+    requests: int | None = None,
 ) -> Run:
+    """``clients`` keep-alive clients send for ``seconds`` (or ``requests`` in all)."""
     latencies: list[list[float]] = [[] for _ in range(clients)]
     errors = [0] * clients
     start = threading.Barrier(clients + 1)
     deadline = [0.0]
+    each = None if requests is None else max(1, requests // clients)
 
     def client(index: int) -> None:
-        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn = http.client.HTTPConnection(host, port, timeout=30)
         number = base + index * 1_000_000
         mine = latencies[index]
         start.wait()
         while True:
             begin = time.perf_counter()
-            if begin >= deadline[0]:
+            if (each is None and begin >= deadline[0]) or (each is not None and len(mine) >= each):
                 break
             number += 1
             conn.request("POST", "/v1/messages", _BODY_TEMPLATE % number, headers)
@@ -134,18 +159,123 @@ def load(
     return Run(len(merged), elapsed, merged, sum(errors))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=1.5, help="per measurement (1.5)")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements per cell (3)")
-    parser.add_argument("--clients", default="1,8,32", help="concurrency levels (1,8,32)")
-    args = parser.parse_args(argv)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    levels = [int(n) for n in args.clients.split(",")]
+# -- 1. start and stop ----------------------------------------------------------------------
+
+
+def start_stop(rounds: int) -> tuple[float, float]:
+    """Median milliseconds of (construct + start) and of stop, as the fixture does them."""
+    starts: list[float] = []
+    stops: list[float] = []
+    for index in range(rounds + 30):
+        emulator = Emulator()
+        begin = time.perf_counter()
+        server = OTPServer(emulator)
+        server.start()
+        middle = time.perf_counter()
+        server.stop()
+        end = time.perf_counter()
+        if index >= 30:
+            starts.append(middle - begin)
+            stops.append(end - middle)
+    return statistics.median(starts) * 1000, statistics.median(stops) * 1000
+
+
+# -- 3. CPU per request, servers in child processes -------------------------------------------
+
+_OTP_CHILD = """
+import sys
+from pytest_engagelab.doors.server import OTPServer
+server = OTPServer()
+server.start()
+print(server.port, flush=True)
+sys.stdin.read()
+server.stop()
+"""
+
+_UVICORN_CHILD = """
+import asyncio, json, socket, sys, threading
+import uvicorn
+
+BODY = json.dumps(STATIC, separators=(",", ":")).encode()
+HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(len(BODY)).encode())]
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+    await send({"type": "http.response.body", "body": BODY})
+
+# IPPROTO_TCP, as uvicorn's own sockets have it: asyncio then sets TCP_NODELAY on each
+# connection (with proto 0 it does not, and every answer waits 40 ms for a delayed ACK).
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+sock.bind(("127.0.0.1", 0))
+sock.listen(128)
+print(sock.getsockname()[1], flush=True)
+config = uvicorn.Config(app, http="httptools", loop="asyncio", lifespan="off",
+                        access_log=False, log_level="warning")
+server = uvicorn.Server(config)
+threading.Thread(target=lambda: (sys.stdin.read(), setattr(server, "should_exit", True)),
+                 daemon=True).start()
+server.run(sockets=[sock])
+""".replace("STATIC", repr(_STATIC))
+
+CHILDREN = {"otp_server": _OTP_CHILD, "uvicorn + httptools (static)": _UVICORN_CHILD}
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+@contextmanager
+def child_server(name: str) -> Iterator[tuple[int, int]]:
+    """(pid, port) of a server running alone in a child process."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONPATH", str(_ROOT))
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(CHILDREN[name])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        yield process.pid, port
+    finally:
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def cpu_per_request(name: str, clients: int, requests: int, base: int) -> tuple[float, Run]:
+    with child_server(name) as (pid, port):
+        headers = _auth("test-dev-key", "test-dev-secret")
+        load("127.0.0.1", port, headers, clients, 0, base, requests=min(200, requests))  # warm up
+        before = _cpu_seconds(pid)
+        run = load("127.0.0.1", port, headers, clients, 0, base + 500_000, requests=requests)
+        used = _cpu_seconds(pid) - before
+    if run.errors:
+        raise RuntimeError(f"{name}: {run.errors} answers were not 200")
+    return used / run.requests * 1e6, run
+
+
+# -- the tables ---------------------------------------------------------------------------------
+
+
+def _throughput(levels: list[int], rounds: int, seconds: float) -> dict[tuple[str, int], list[Run]]:
     results: dict[tuple[str, int], list[Run]] = {}
     base = 80_000_000
     for clients in levels:
-        for round_ in range(args.rounds):
+        for round_ in range(rounds):
             order = list(CONTENDERS)
             if round_ % 2:
                 order.reverse()  # alternate who goes first
@@ -153,43 +283,94 @@ def main(argv: list[str] | None = None) -> int:
                 with CONTENDERS[name]() as (host, port, headers):
                     load(host, port, headers, clients, 0.2, base)  # warm up
                     base += 40_000_000
-                    run = load(host, port, headers, clients, args.seconds, base)
+                    run = load(host, port, headers, clients, seconds, base)
                     base += 40_000_000
                 if run.errors:
-                    print(f"{name}: {run.errors} answers were not 200", file=sys.stderr)
-                    return 1
+                    raise RuntimeError(f"{name}: {run.errors} answers were not 200")
                 results.setdefault((name, clients), []).append(run)
                 print(
                     f"  {clients:>2} clients, {name}: {run.rps:,.0f} req/s, "
                     f"p99 {run.p99_ms:.2f} ms",
                     file=sys.stderr,
                 )
-    print(
-        f"\n{args.rounds} rounds of {args.seconds:g} s per cell, medians; "
-        "ratio = otp_server / other\n"
-    )
-    print(
-        "| clients | otp_server req/s | p99 ms | httpserver threaded req/s | p99 ms "
-        "| httpserver default req/s | p99 ms | req/s ratio vs threaded | vs default |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    return results
+
+
+def _cpu(levels: list[int], rounds: int, requests: int) -> dict[tuple[str, int], list[float]]:
+    results: dict[tuple[str, int], list[float]] = {}
+    base = 10_000_000
     for clients in levels:
-        cells = {
-            name: (
-                statistics.median(r.rps for r in results[(name, clients)]),
-                statistics.median(r.p99_ms for r in results[(name, clients)]),
-            )
-            for name in CONTENDERS
-        }
-        ours = cells["otp_server"]
-        threaded = cells["httpserver (threaded)"]
-        default = cells["httpserver (default)"]
+        for round_ in range(rounds):
+            order = list(CHILDREN)
+            if round_ % 2:
+                order.reverse()
+            for name in order:
+                micros, run = cpu_per_request(name, clients, requests, base)
+                base += 1_000_000 * (clients + 1)
+                results.setdefault((name, clients), []).append(micros)
+                print(
+                    f"  {clients:>2} clients, {name}: {micros:.0f} µs CPU/request "
+                    f"({run.rps:,.0f} req/s)",
+                    file=sys.stderr,
+                )
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=1.5, help="per measurement (1.5)")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per cell (3)")
+    parser.add_argument("--clients", default="1,8,32", help="concurrency levels (1,8,32)")
+    parser.add_argument("--requests", type=int, default=4000, help="per CPU measurement (4000)")
+    parser.add_argument("--starts", type=int, default=300, help="start/stop rounds (300)")
+    parser.add_argument("--only", default="start,throughput,cpu", help="which tables")
+    args = parser.parse_args(argv)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    levels = [int(n) for n in args.clients.split(",")]
+    only = set(args.only.split(","))
+    out: dict[str, Any] = {"python": sys.version.split()[0]}
+    if "start" in only:
+        start_ms, stop_ms = start_stop(args.starts)
+        out["start_ms"], out["stop_ms"] = start_ms, stop_ms
+        print(f"\nStart and stop, median of {args.starts}:\n")
+        print("| OTPServer(Emulator()) + start() | stop() |\n|---:|---:|")
+        print(f"| {start_ms:.3f} ms | {stop_ms:.3f} ms |")
+    if "throughput" in only:
+        results = _throughput(levels, args.rounds, args.seconds)
+        print(f"\n{args.rounds} rounds of {args.seconds:g} s per cell, medians\n")
         print(
-            f"| {clients} | {ours[0]:,.0f} | {ours[1]:.2f} | {threaded[0]:,.0f} | "
-            f"{threaded[1]:.2f} | {default[0]:,.0f} | {default[1]:.2f} | "
-            f"{ours[0] / threaded[0]:.2f} | {ours[0] / default[0]:.2f} |"
+            "| clients | otp_server req/s | p99 ms | httpserver threaded req/s | p99 ms "
+            "| httpserver default req/s | p99 ms | ratio vs threaded | vs default |"
         )
-    print(json.dumps({"python": sys.version.split()[0]}), file=sys.stderr)
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for clients in levels:
+            cells = {
+                name: (
+                    statistics.median(r.rps for r in results[(name, clients)]),
+                    statistics.median(r.p99_ms for r in results[(name, clients)]),
+                )
+                for name in CONTENDERS
+            }
+            ours = cells["otp_server"]
+            threaded = cells["httpserver (threaded)"]
+            default = cells["httpserver (default)"]
+            out[f"rps_{clients}"] = ours[0]
+            print(
+                f"| {clients} | {ours[0]:,.0f} | {ours[1]:.2f} | {threaded[0]:,.0f} | "
+                f"{threaded[1]:.2f} | {default[0]:,.0f} | {default[1]:.2f} | "
+                f"{ours[0] / threaded[0]:.2f} | {ours[0] / default[0]:.2f} |"
+            )
+    if "cpu" in only:
+        cpu = _cpu(levels, args.rounds, args.requests)
+        print(f"\nServer CPU per request, {args.requests} requests, median of {args.rounds}\n")
+        print("| clients | otp_server µs CPU/request | uvicorn + httptools (static) | ratio |")
+        print("|---:|---:|---:|---:|")
+        for clients in levels:
+            ours_cpu = statistics.median(cpu[("otp_server", clients)])
+            theirs = statistics.median(cpu[("uvicorn + httptools (static)", clients)])
+            out[f"cpu_{clients}"] = (ours_cpu, theirs)
+            print(f"| {clients} | {ours_cpu:.0f} | {theirs:.0f} | {ours_cpu / theirs:.2f}x |")
+    print(json.dumps(out), file=sys.stderr)
     return 0
 
 

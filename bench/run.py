@@ -73,6 +73,15 @@ def _server(quick: bool) -> list[Row]:
     ]
 
 
+def _smpp(quick: bool) -> list[Row]:
+    """Row 7: the SMPP door at 1 and 8 binds, from ``bench/bench_smpp.py``."""
+    try:
+        from bench import bench_smpp
+    except ImportError as error:  # smpplib missing: pip install -e '.[smpp]'
+        return [Row.not_measured("7", "SMPP door: submit_sm/s", "-", str(error))]
+    return bench_smpp.measure(seconds=0.5, rounds=1) if quick else bench_smpp.measure()
+
+
 def _benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
     if quick:
         return {
@@ -82,6 +91,7 @@ def _benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
             "4": lambda: bench_replay.measure(interactions=50, reps=1),
             "5": lambda: bench_memory.measure(sends=1_000),
             "6": lambda: _server(quick=True),
+            "7": lambda: _smpp(quick=True),
         }
     return {
         "1": bench_requests.measure,
@@ -90,13 +100,14 @@ def _benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
         "4": bench_replay.measure,
         "5": bench_memory.measure,
         "6": lambda: _server(quick=False),
+        "7": lambda: _smpp(quick=False),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="pytest-engagelab benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, a smoke test")
-    parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-6)")
+    parser.add_argument("--only", default="", help="comma-separated benchmark numbers (1-7)")
     args = parser.parse_args(argv)
     chosen = _benchmarks(args.quick)
     if args.only:

@@ -23,8 +23,10 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     )
     from pytest_engagelab.client import AsyncOTPClient, OTPClient, SendResult, VerifyResult
     from pytest_engagelab.doors.controls import MessageCriteria
+    from pytest_engagelab.doors.guard import EngageLabGuardError
     from pytest_engagelab.doors.mock import OTPMock
     from pytest_engagelab.doors.server import OTPServer
+    from pytest_engagelab.doors.smpp import OTPSMPPServer, SMPPReceipt, SMPPStatus, SMPPSubmit
     from pytest_engagelab.emulator.clock import Clock
     from pytest_engagelab.emulator.core import Emulator
     from pytest_engagelab.emulator.defaults import (
@@ -34,6 +36,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
     )
     from pytest_engagelab.emulator.journal import SentMessage
     from pytest_engagelab.emulator.model import EmulatorEvent, EmulatorResponse, Fault, Injection
+    from pytest_engagelab.emulator.request_log import RequestRecord
     from pytest_engagelab.emulator.settings import EngageLabSettings
     from pytest_engagelab.emulator.templates import Template
     from pytest_engagelab.errors import EngageLabError, ErrorCode
@@ -51,6 +54,7 @@ __all__ = [
     "EmulatorEvent",
     "EmulatorResponse",
     "EngageLabError",
+    "EngageLabGuardError",
     "EngageLabSettings",
     "ErrorCode",
     "Fault",
@@ -58,7 +62,12 @@ __all__ = [
     "MessageCriteria",
     "OTPClient",
     "OTPMock",
+    "OTPSMPPServer",
     "OTPServer",
+    "RequestRecord",
+    "SMPPReceipt",
+    "SMPPStatus",
+    "SMPPSubmit",
     "SendResult",
     "SentMessage",
     "StaleCassetteWarning",
@@ -84,6 +93,7 @@ _WHERE: dict[str, str] = {
     "EmulatorEvent": "pytest_engagelab.emulator.model",
     "EmulatorResponse": "pytest_engagelab.emulator.model",
     "EngageLabError": "pytest_engagelab.errors",
+    "EngageLabGuardError": "pytest_engagelab.doors.guard",
     "EngageLabSettings": "pytest_engagelab.emulator.settings",
     "ErrorCode": "pytest_engagelab.errors",
     "Fault": "pytest_engagelab.emulator.model",
@@ -92,6 +102,11 @@ _WHERE: dict[str, str] = {
     "OTPClient": "pytest_engagelab.client",
     "OTPMock": "pytest_engagelab.doors.mock",
     "OTPServer": "pytest_engagelab.doors.server",
+    "RequestRecord": "pytest_engagelab.emulator.request_log",
+    "OTPSMPPServer": "pytest_engagelab.doors.smpp",
+    "SMPPReceipt": "pytest_engagelab.doors.smpp",
+    "SMPPStatus": "pytest_engagelab.doors.smpp",
+    "SMPPSubmit": "pytest_engagelab.doors.smpp",
     "SendResult": "pytest_engagelab.client",
     "SentMessage": "pytest_engagelab.emulator.journal",
     "StaleCassetteWarning": "pytest_engagelab.cassettes",

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -29,7 +30,13 @@ from pytest_engagelab.doors.server import (
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
 from pytest_engagelab.emulator.core import DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET, Emulator
 
-_PROG = "python -m pytest_engagelab"
+#: How the user started it, for usage and error lines: ``python -m pytest_engagelab`` or the
+#: console script ``engagelab-emulator`` (``[project.scripts]``), which runs :func:`main`.
+_PROG = (
+    "engagelab-emulator"
+    if Path(sys.argv[0]).name.startswith("engagelab-emulator")
+    else "python -m pytest_engagelab"
+)
 
 
 def _bounded(low: int, high: int | None) -> Callable[[str], int]:
@@ -103,6 +110,18 @@ def _parser() -> argparse.ArgumentParser:
         help=f"seconds to wait for the rest of a started request ({DEFAULT_READ_TIMEOUT:g})",
     )
     serve.add_argument("--quiet", action="store_true", help="no line per request")
+    # -- SMPP door ---------------------------------------------------------------------------
+    serve.add_argument(
+        "--smpp-port",
+        type=_bounded(0, 65535),
+        default=None,
+        help="also serve EngageLab's SMPP interface on this port (0: a free one), beside the "
+        "HTTP port, one emulator behind both; needs pip install pytest-engagelab[smpp]",
+    )
+    serve.add_argument(
+        "--smpp-system-id", default=None, help="SMPP system_id to accept (test-smpp)"
+    )
+    serve.add_argument("--smpp-password", default=None, help="SMPP password to accept (test-pw)")
     _add_cassettes_commands(commands)
     return parser
 
@@ -205,9 +224,27 @@ def _serve(args: argparse.Namespace) -> int:
         except ValueError as error:  # bad JSON, or TemplateSpecError
             kind = "" if isinstance(error, TemplateSpecError) else "not valid JSON: "
             return fail(f"--templates {args.templates}: {kind}{error}")
+    smpp: Any = None
+    if args.smpp_port is not None:  # -- SMPP door --
+        from pytest_engagelab.doors import smpp as door
+
+        try:
+            smpp = door.OTPSMPPServer(
+                emulator,
+                host=args.host,
+                port=args.smpp_port,
+                system_id=args.smpp_system_id or door.DEFAULT_SYSTEM_ID,
+                password=args.smpp_password or door.DEFAULT_PASSWORD,
+                log=None if args.quiet else _Log(),
+            )
+        except (ValueError, door.SMPPUnavailable) as error:
+            return fail(f"--smpp-port: {error}")
     try:
         server.start()
+        if smpp is not None:
+            smpp.start()
     except OSError as error:
+        server.stop()
         return fail(str(error.strerror or error))  # "OTPServer cannot listen on HOST:PORT: ..."
 
     stop = threading.Event()
@@ -223,12 +260,16 @@ def _serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if smpp is not None:
+        print(f"pytest-engagelab SMPP door listening on {smpp.url}", flush=True)
     # Last: clients that wait for this line find the banner above before any request line.
     print(f"pytest-engagelab emulator listening on {server.url}", flush=True)
     try:
         while not stop.wait(0.5):
             pass
     finally:
+        if smpp is not None:
+            smpp.stop()
         server.stop()
     print("pytest-engagelab emulator stopped", file=sys.stderr, flush=True)
     return 0

@@ -23,6 +23,10 @@ failure into an :class:`~pytest_engagelab.errors.EngageLabError`:
 The dev secret is kept only inside the prepared ``Authorization`` header, which
 no repr shows, and it (if six characters or longer) and the header are scrubbed
 from the text of every exception the client raises, even when a server echoes them.
+
+Why this module is long: :class:`OTPClient` and :class:`AsyncOTPClient` mirror each
+other method for method (one sync, one async) over one shared base that builds
+requests and reads answers; keeping them side by side keeps them in step.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import httpx
 
 from pytest_engagelab._version import __version__
 from pytest_engagelab.emulator.auth import basic_authorization
+from pytest_engagelab.emulator.settings import api_root
 from pytest_engagelab.errors import EngageLabError, RequestTimeout, TransportError
 
 __all__ = [
@@ -284,7 +289,7 @@ class _BaseOTPClient:
             raise ValueError("dev_key and dev_secret must be strings")
         self._dev_key = dev_key
         self._credentials = _Credentials(dev_key, dev_secret)
-        self._base_url = base_url.rstrip("/")
+        self._base_url = api_root(base_url)  # the API's root: a trailing /v1 is dropped
         self._timeout = timeout
         self._owns_http_client = owns_http_client
 

@@ -2,24 +2,30 @@
 
 Nothing here imports vcrpy: only a test that records or replays a cassette pays
 for it.
+
+Why this module is long: pytest finds hooks and fixtures in the plugin module, and
+each fixture's docstring is what ``pytest --fixtures`` shows users; the work behind
+them lives in the doors, the emulator settings and the cassettes package.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pytest
 
 from pytest_engagelab.cassettes.credentials import Credentials
 from pytest_engagelab.cassettes.files import cassette_path, shared_cassettes
 from pytest_engagelab.cassettes.settings import RECORD_MODES, CassetteSettings, cassette_settings
+from pytest_engagelab.doors import guard as _guard
 from pytest_engagelab.emulator.settings import (
     INI_OPTIONS,
     MARKER_KEYWORDS,
     EngageLabSettings,
     SettingsError,
+    api_root,
     settings_from_ini,
 )
 
@@ -31,6 +37,7 @@ if TYPE_CHECKING:
     from pytest_engagelab.doors.controls import EmulatorControls
     from pytest_engagelab.doors.mock import OTPMock
     from pytest_engagelab.doors.server import OTPServer
+    from pytest_engagelab.doors.smpp import OTPSMPPServer
 
 # -- cassettes ---------------------------------------------------------------------------------
 
@@ -48,6 +55,20 @@ _CASSETTE_MARKER = (
 
 _SETTINGS_KEY = pytest.StashKey[EngageLabSettings]()
 
+# -- guard -------------------------------------------------------------------------------------
+_GUARD_KEY = pytest.StashKey[_guard.Guard]()
+_COUNTS_KEY = pytest.StashKey[_guard.Counts]()
+_CONTROLS_KEY = pytest.StashKey[list["EmulatorControls"]]()
+_SECTION_KEY = pytest.StashKey[bool]()
+_LIVE_MARKER = (
+    "engagelab_live: let this test reach the real EngageLab (otp.api.engagelab.cc, the SMPP "
+    "host, the configured base URL): without it, the pytest-engagelab guard stops every "
+    "attempt before a name lookup or connection."
+)
+#: Most lines of the "EngageLab requests" report section.
+_SECTION_LINES = 50
+# -- end guard ---------------------------------------------------------------------------------
+
 _ENGAGELAB_MARKER = (
     "engagelab(*, dev_key=..., dev_secret=..., base_url=..., strict_templates=False, "
     "seed=None, journal_limit=10000, assert_all_fired=True, key_status='active', "
@@ -62,8 +83,8 @@ _ENGAGELAB_MARKER = (
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("engagelab", "EngageLab OTP emulator and cassettes (pytest-engagelab)")
-    for option in INI_OPTIONS:
-        parser.addini(option.name, help=option.help, type="string", default="")
+    for option in INI_OPTIONS:  # typed, so `pytest --help` says (bool), (int), (string)
+        parser.addini(option.name, help=option.help, type=_ini_type(option.kind), default=None)
     # -- cassettes -----------------------------------------------------------------------------
     group.addoption(
         "--engagelab-record-mode",
@@ -98,8 +119,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "engagelab_redact_recipients",
         help="replace phone numbers and e-mail addresses in cassettes with stable placeholders "
         "(default false)",
-        type="string",
-        default="",
+        type="bool",
+        default=False,
     )
     parser.addini(
         "engagelab_extra_secrets",
@@ -124,13 +145,65 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "answers) to PATH as JSON",
     )
     # -- end cassettes -------------------------------------------------------------------------
+    # -- guard ---------------------------------------------------------------------------------
+    group.addoption(
+        "--engagelab-guard",
+        dest="engagelab_guard",
+        choices=("on", "off"),
+        default=None,
+        help="on (default): stop every attempt to reach EngageLab from a test not marked "
+        "engagelab_live; off: let them through for this run (real OTPs, real costs)",
+    )
+    parser.addini(
+        "engagelab_guard",
+        help="stop every attempt to reach EngageLab from a test not marked engagelab_live "
+        "(default true; false lets real OTPs out)",
+        type="string",
+        default="",
+    )
+    parser.addini(
+        "engagelab_guard_hosts",
+        help="more hosts the guard stops, one per line: a host name, or *.domain for every "
+        "subdomain",
+        type="linelist",
+        default=[],
+    )
+    # -- end guard -----------------------------------------------------------------------------
+
+
+def _ini_type(kind: str) -> Literal["string", "bool", "int"]:
+    """pytest's ini type for an ``engagelab_*`` option: ``int`` exists from pytest 8.4 on."""
+    if kind == "bool":
+        return "bool"
+    if kind == "int" and pytest.version_tuple >= (8, 4):
+        return "int"
+    return "string"
+
+
+_INI_KINDS: Final = {
+    **{option.name: option.kind for option in INI_OPTIONS},
+    "engagelab_redact_recipients": "bool",
+}
+_WANTED: Final = {"bool": "a boolean (true or false)", "int": "an integer", "string": "a string"}
+
+
+def _getini(config: pytest.Config, name: str) -> Any:
+    """``config.getini(name)``, with pytest's complaint about a value of the wrong type
+    turned into one line that names the option and what it takes."""
+    try:
+        return config.getini(name)
+    except (ValueError, TypeError, pytest.UsageError) as error:  # pytest < 9: ValueError
+        wanted = _WANTED[_INI_KINDS.get(name, "string")]
+        raise pytest.UsageError(
+            f"pytest-engagelab: ini option {name} must be {wanted}: {error}"
+        ) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _ENGAGELAB_MARKER)
 
     def read(name: str) -> Any:
-        return config.getini(name)
+        return _getini(config, name)
 
     try:
         settings = settings_from_ini(read, EngageLabSettings())
@@ -145,7 +218,7 @@ def pytest_configure(config: pytest.Config) -> None:
             directory=str(config.getini("engagelab_cassette_dir")),
             record_mode=config.getoption("engagelab_record_mode", None),
             ini_record_mode=str(config.getini("engagelab_record_mode")),
-            redact=str(config.getini("engagelab_redact_recipients")),
+            redact="true" if _getini(config, "engagelab_redact_recipients") else "false",
             extra_secrets=config.getini("engagelab_extra_secrets"),
             environ=os.environ,
             default_base_url=settings.base_url,
@@ -157,6 +230,23 @@ def pytest_configure(config: pytest.Config) -> None:
     if reviews and not hasattr(config, "workerinput"):  # under xdist, the controller reviews
         config.pluginmanager.register(_Reviews(config), "engagelab-cassette-review")
     # -- end cassettes -------------------------------------------------------------------------
+    # -- guard ---------------------------------------------------------------------------------
+    config.addinivalue_line("markers", _LIVE_MARKER)
+    try:
+        guard = _guard.guard_from_options(
+            option=config.getoption("engagelab_guard", None),
+            ini=str(config.getini("engagelab_guard")),
+            hosts=config.getini("engagelab_guard_hosts"),
+            base_urls=(settings.base_url, os.environ.get("ENGAGELAB_BASE_URL", "")),
+        )
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[_GUARD_KEY] = guard
+    config.stash[_COUNTS_KEY] = _guard.Counts()
+    if guard.enabled:
+        _guard.install(guard)
+        config.add_cleanup(lambda: _guard.uninstall(guard))
+    # -- end guard -----------------------------------------------------------------------------
 
 
 # -- settings -----------------------------------------------------------------------------
@@ -227,9 +317,152 @@ def otp_mock(
 
     settings = _marker_settings(request.node, engagelab_settings)
     mock = OTPMock(settings.build_emulator(), base_url=settings.base_url)
-    with mock:
-        yield mock
+    # -- guard: what the mock cannot answer under its own host (another scheme or port) is
+    # stopped, never sent
+    guard = request.config.stash[_GUARD_KEY]
+    host = _guard.host_of(mock.base_url) or ""
+    guard.watch(host)
+    _track(request, mock)
+    try:
+        with mock:
+            yield mock
+    finally:
+        guard.unwatch(host)
+        _count_answered(request, mock)
     _check_all_fired(request, mock, settings, "otp_mock")
+
+
+# -- guard -------------------------------------------------------------------------------------
+
+
+def _track(request: pytest.FixtureRequest, controls: EmulatorControls) -> None:
+    """Remember the emulators a test used, for its "EngageLab requests" report section."""
+    request.node.stash.setdefault(_CONTROLS_KEY, []).append(controls)
+
+
+def _count_answered(request: pytest.FixtureRequest, controls: EmulatorControls) -> None:
+    request.config.stash[_COUNTS_KEY].answered += controls.emulator.requests.total
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """The guard lets a test marked ``engagelab_live`` through; each test starts afresh."""
+    guard = item.config.stash.get(_GUARD_KEY, None)
+    if guard is None:
+        return (yield)
+    guard.begin_test(live=item.get_closest_marker("engagelab_live") is not None)
+    _guard.patch_asyncio()
+    try:
+        return (yield)
+    finally:
+        guard.end_test()
+
+
+def _guard_report(item: pytest.Item, report: pytest.TestReport, excinfo: Any) -> None:
+    """A test whose code caught the guard's error fails anyway; a test that failed for
+    another reason shows what the guard stopped.  The stopped requests' credentials are
+    masked in the failure (``-l`` prints the clients' headers)."""
+    guard = item.config.stash.get(_GUARD_KEY, None)
+    if guard is None or not guard.attempts:
+        return
+    attempts = guard.take_attempts()
+    text = _guard.attempts_text(attempts)
+    if report.passed:
+        report.outcome = "failed"
+        report.longrepr = (
+            f"{text}\nThe code under test caught this error and carried on; the test fails "
+            "anyway: a real OTP would have gone out."
+        )
+        return
+    if not report.failed:
+        return
+    by_guard = _raised_by_guard(excinfo)
+    if report.longrepr is not None:
+        failure = str(report.longrepr)
+        masked = _guard.mask_credentials(failure, attempts)
+        if masked != failure:  # the short summary reads the first line: the guard's message
+            report.longrepr = f"{attempts[0]!s}\n\n{masked}" if by_guard else masked
+    if not by_guard:
+        report.sections.append(("EngageLab guard", text))
+
+
+def _raised_by_guard(excinfo: Any) -> bool:
+    error = getattr(excinfo, "value", None)
+    seen = 0
+    while error is not None and seen < 20:
+        if isinstance(error, _guard.EngageLabGuardError):
+            return True
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return False
+
+
+def _requests_section(item: pytest.Item, report: pytest.TestReport) -> None:
+    """The requests a failing test's emulators received, once per test."""
+    controls = item.stash.get(_CONTROLS_KEY, None)
+    if not controls or not report.failed or item.stash.get(_SECTION_KEY, False):
+        return
+    item.stash[_SECTION_KEY] = True
+    lines: list[str] = []
+    room, rest = _SECTION_LINES, 0
+    for one in controls:
+        if len(controls) > 1:  # say which door each block is
+            lines.append(f"{type(one).__name__} at {one.base_url}:")
+        kept = len(one.emulator.requests)
+        lines.extend(one.requests_lines(limit=room))  # described only as far as shown
+        rest += kept - min(kept, room)
+        room -= min(kept, room)
+    if not lines:
+        lines = ["(none)"]
+    if rest > 0:
+        lines.append(f"... and {rest} more")
+    report.sections.append(("EngageLab requests", "\n".join(lines)))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Nobody records by accident: the header says so when cassettes record."""
+    lines = []
+    cassettes = config.stash[_CASSETTES_KEY]
+    if cassettes.records:
+        base_url = cassettes.recording.base_url if cassettes.recording else "EngageLab"
+        host = _guard.host_of(base_url) or base_url
+        lines.append(
+            f"engagelab: recording cassettes against {host} (record mode {cassettes.record_mode}):"
+            " requests a cassette lacks go to the real endpoint"
+        )
+    if not config.stash[_GUARD_KEY].enabled:
+        lines.append("engagelab: guard off: tests can reach the real EngageLab")
+    return lines
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    counts = config.stash[_COUNTS_KEY]
+    counts.stopped += config.stash[_GUARD_KEY].stopped
+    config.stash[_GUARD_KEY].stopped = 0
+    mode = config.stash[_CASSETTES_KEY].record_mode
+    if any(counts.as_dict().values()) or mode != "none":
+        terminalreporter.write_line(counts.line(mode))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under xdist, a worker hands its counts to the controller's summary line."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        counts = session.config.stash[_COUNTS_KEY]
+        counts.stopped += session.config.stash[_GUARD_KEY].stopped
+        session.config.stash[_GUARD_KEY].stopped = 0
+        output["engagelab_counts"] = counts.as_dict()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    output = getattr(node, "workeroutput", None) or {}
+    counts = output.get("engagelab_counts")
+    if isinstance(counts, dict):
+        node.config.stash[_COUNTS_KEY].add(counts)
+
+
+# -- end guard ---------------------------------------------------------------------------------
 
 
 def _check_all_fired(
@@ -320,6 +553,8 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    _guard_report(item, report, call.excinfo)  # -- guard --
+    _requests_section(item, report)  # -- guard --
     if report.when == "call":
         item.stash[_CALL_REPORT_KEY] = report
     if call.excinfo is not None and report.failed:
@@ -343,17 +578,25 @@ def _save_cassette(item: pytest.Item, active: ActiveCassette, report: pytest.Tes
     fixture's): a test that errors in teardown writes nothing.  The review of what
     changed rides on the teardown report, so it reaches the controller under xdist."""
     call = item.stash.get(_CALL_REPORT_KEY, None)
+    written = False
     if not (report.passed and call is not None and call.passed):
         active.discard()
-        return
-    try:
-        review = active.save()
-    except Exception as error:  # CassetteError: the file could not be written
-        report.outcome = "failed"
-        report.longrepr = str(error)
-        return
-    if review is not None:
-        report.engagelab_review = review.as_json()  # type: ignore[attr-defined]
+    else:
+        try:
+            review = active.save()
+        except Exception as error:  # CassetteError: the file could not be written
+            report.outcome = "failed"
+            report.longrepr = str(error)
+            review = None
+        if review is not None:
+            report.engagelab_review = review.as_json()  # type: ignore[attr-defined]
+            written = review.status != "kept"
+    counts = item.config.stash.get(_COUNTS_KEY, None)  # -- guard: the summary line
+    if counts is not None and active.started:
+        if written:
+            counts.recorded += 1
+        else:
+            counts.replayed += 1
 
 
 class _Reviews:
@@ -455,7 +698,7 @@ def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> Active
         display = str(path)
     emulator = _marker_settings(node, request.config.stash[_SETTINGS_KEY])
     base_url = os.environ.get("ENGAGELAB_BASE_URL", "").strip() or emulator.base_url
-    replay = Credentials(emulator.dev_key, emulator.dev_secret, base_url.rstrip("/"))
+    replay = Credentials(emulator.dev_key, emulator.dev_secret, api_root(base_url))
     return ActiveCassette(
         settings, path, nodeid=node.nodeid, replay_credentials=replay, display_path=display
     )
@@ -484,6 +727,10 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
         problem = str(error)
     if problem is not None:
         pytest.fail(problem, pytrace=False)
+    guard = request.config.stash[_GUARD_KEY]  # -- guard: a recording cassette reaches its host
+    host = _guard.host_of(active.credentials.base_url) if active.recording else None
+    if host:
+        guard.allow(host)
     try:  # from here on httpx is patched: whatever happens, stop() unpatches it
         stale = active.stale_message(request.config.stash[_CASSETTES_KEY].max_age)
         if stale is not None:  # -W error::...StaleCassetteWarning raises here
@@ -492,6 +739,8 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
             request.node.warn(StaleCassetteWarning(stale))
         yield active
     finally:
+        if host:
+            guard.disallow(host)
         active.stop()  # written, or not, by pytest_runtest_makereport after the teardown
 
 
@@ -523,7 +772,9 @@ def otp_server(
 
     settings = _marker_settings(request.node, engagelab_settings)
     with OTPServer(settings.build_emulator()) as server:
+        _track(request, server)  # -- guard --
         yield server
+    _count_answered(request, server)  # -- guard --
     _check_all_fired(request, server, settings, "otp_server")
 
 
@@ -532,45 +783,94 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
     """One ``OTPServer`` for the whole session, reset before each test that uses it.
 
     Session-scoped, so session fixtures (a service started once with its
-    ``url``) can use it.  Before every test that uses it, directly or through
-    another fixture, it forgets messages, codes, limits, injections and
-    templates and its clock starts over, as a fresh ``otp_server`` would; after
-    the test, injected failures that never fired fail it.  Built from the
-    ``engagelab_*`` ini options; ``@pytest.mark.engagelab(...)`` applies per test
-    except ``dev_key``, ``dev_secret`` and ``journal_limit`` (use ``otp_server``
-    for those).
+    ``url``) can use it.  Before every test (whether it names it, reaches it
+    through another fixture or ``request.getfixturevalue``) it is as a fresh
+    ``otp_server`` would be: messages, codes, limits, injections, templates and
+    callbacks (configuration and queue) forgotten, the clock started over.
+    After the test, injected failures that never fired fail it.  Built from the
+    ``engagelab_*`` ini options; an ``engagelab_settings`` override and
+    ``@pytest.mark.engagelab(...)`` apply per test except ``dev_key``,
+    ``dev_secret`` and ``journal_limit`` (use ``otp_server`` for those).
     """
     from pytest_engagelab.doors.server import OTPServer
 
     settings = request.config.stash[_SETTINGS_KEY]
     with OTPServer(settings.build_emulator()) as server:
-        yield server
+        request.config.stash[_SESSION_SERVER_KEY] = server
+        try:
+            yield server
+        finally:
+            del request.config.stash[_SESSION_SERVER_KEY]
+
+
+_SESSION_SERVER_KEY = pytest.StashKey["OTPServer"]()
 
 
 @pytest.fixture(autouse=True)
 def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Reset ``otp_server_session`` before each test that uses it; check its injections after."""
-    if "otp_server_session" not in request.fixturenames:
-        yield
-        return
-    server: OTPServer = request.getfixturevalue("otp_server_session")
-    base = request.config.stash[_SETTINGS_KEY]
-    settings = _marker_settings(request.node, base)
-    fixed = [name for name in _SESSION_FIXED if getattr(settings, name) != getattr(base, name)]
-    if fixed:
-        pytest.fail(
-            f"@pytest.mark.engagelab({', '.join(fixed)}=...) cannot change otp_server_session, "
-            "which is shared by the whole session; use the otp_server fixture for this test, "
-            "or set it with the engagelab_* ini options",
-            pytrace=False,
-        )
-    emulator = server.emulator
-    emulator.strict_templates = settings.strict_templates
-    emulator.seed = settings.seed
-    emulator.key_status = settings.key_status
-    emulator.forbidden_endpoints = frozenset(settings.forbidden_endpoints)
-    emulator.rate_limit = settings.rate_limit
-    emulator.max_verify_attempts = settings.max_verify_attempts
-    server.reset()
+    """Give ``otp_server_session`` a fresh emulator before each test (once it exists);
+    check its injections after."""
+    stash = request.config.stash
+    built = stash[_SETTINGS_KEY]  # what the session server was built with
+    settings = built
+    if "otp_server_session" in request.fixturenames:
+        server: OTPServer | None = request.getfixturevalue("otp_server_session")
+        base: EngageLabSettings = request.getfixturevalue("engagelab_settings")
+        settings = _marker_settings(request.node, base)
+        for source, given in (("engagelab_settings", base), ("@pytest.mark.engagelab", settings)):
+            fixed = [
+                name for name in _SESSION_FIXED if getattr(given, name) != getattr(built, name)
+            ]
+            if fixed:
+                pytest.fail(
+                    f"{source}({', '.join(fixed)}=...) cannot change otp_server_session, "
+                    "which is shared by the whole session; use the otp_server fixture for this "
+                    "test, or set it with the engagelab_* ini options",
+                    pytrace=False,
+                )
+    else:  # a test that may reach it through request.getfixturevalue
+        server = stash.get(_SESSION_SERVER_KEY, None)
+    if server is not None:  # a new emulator: nothing of the last test, callbacks included
+        server.emulator = settings.build_emulator()
+        _track(request, server)  # -- guard --
     yield
-    _check_all_fired(request, server, settings, "otp_server_session")
+    server = stash.get(_SESSION_SERVER_KEY, None)
+    if server is not None:
+        _count_answered(request, server)  # -- guard --
+        _check_all_fired(request, server, settings, "otp_server_session")
+
+
+# -- SMPP door -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def otp_smpp_server(
+    request: pytest.FixtureRequest, engagelab_settings: EngageLabSettings
+) -> Iterator[OTPSMPPServer]:
+    """EngageLab's OTP API over SMPP (``otpsmpp.api.engagelab.cc``) on a loopback socket.
+
+    An ``OTPSMPPServer`` on ``127.0.0.1`` and a free port, for this test: give
+    ``host``, ``port``, ``system_id`` and ``password`` to the SMPP client under test
+    (``bind_transceiver``).  A ``submit_sm`` is a send through the same emulator as
+    ``otp_mock`` (MSG and MRKT as /v1/messages, CODE as /v1/codes), so the journal,
+    assertions, ``last_code``, templates, magic numbers, injections and frequency
+    limit apply; ``deliver_receipts()`` sends the queued delivery receipts
+    (``deliver_sm``, stat DELIVRD or UNDELIV).  Configured by
+    ``@pytest.mark.engagelab(...)``.  Needs smpplib: ``pip install
+    pytest-engagelab[smpp]``.  An injected failure that never fired fails the test.
+    """
+    from pytest_engagelab.doors.smpp import OTPSMPPServer, SMPPUnavailable
+
+    settings = _marker_settings(request.node, engagelab_settings)
+    problem = None
+    try:
+        server = OTPSMPPServer(settings.build_emulator())
+    except SMPPUnavailable as missing:
+        problem = f"otp_smpp_server: {missing}"
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
+    _track(request, server)  # -- guard --
+    with server:
+        yield server
+    _count_answered(request, server)  # -- guard --
+    _check_all_fired(request, server, settings, "otp_smpp_server")

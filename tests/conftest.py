@@ -4,12 +4,28 @@ and a last check that no file the suite wrote holds a credential it recorded wit
 from __future__ import annotations
 
 import base64
+import importlib.util
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
 import respx
 
 pytest_plugins = ["pytester"]
+
+
+@pytest.fixture
+def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """pytester, with pytest-asyncio configured in its runs as a user's project would.
+
+    pytest-asyncio is installed for the README's async section; unconfigured, it warns
+    at the start of every run of a scratch project (and fails runs under ``-W error``).
+    """
+    if importlib.util.find_spec("pytest_asyncio") is not None:
+        given = os.environ.get("PYTEST_ADDOPTS", "")
+        option = "-o asyncio_default_fixture_loop_scope=function"
+        monkeypatch.setenv("PYTEST_ADDOPTS", f"{given} {option}".strip())
+    return pytester
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -85,8 +86,9 @@ def offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def review_section(result: pytest.RunResult) -> list[str]:
     lines = result.stdout.lines
     start = next(i for i, line in enumerate(lines) if "engagelab cassette review" in line)
-    end = next(i for i in range(start + 1, len(lines)) if lines[i].startswith("="))
-    return [line for line in lines[start + 1 : end] if line]
+    last = re.compile(r"\d+ cassettes? \(")  # the review's summary line ends it
+    end = next(i for i in range(start + 1, len(lines)) if last.match(lines[i]))
+    return [line for line in lines[start + 1 : end + 1] if line]
 
 
 # -- the review ---------------------------------------------------------------------------
@@ -348,7 +350,7 @@ def test_a_cassette_written_by_0_1_still_replays_and_is_rewritten_in_the_new_for
     target.parent.mkdir(parents=True)
     target.write_text(old)
     pytester.makeini("[pytest]\nengagelab_cassette_max_age = 1d\n")
-    replayed = pytester.runpytest("-W", "error::pytest.PytestWarning")
+    replayed = pytester.runpytest("-W", "error::pytest_engagelab.StaleCassetteWarning")
     replayed.assert_outcomes(passed=1)  # and no staleness warning: 0.1 did not say when
     assert target.read_text() == old  # replay writes nothing
 

@@ -148,3 +148,14 @@ def test_basic_auth_is_built_and_parsed_in_one_place() -> None:
     assert parse_basic("Bearer abc") is None
     assert parse_basic("Basic !!!") is None
     assert parse_basic("Basic " + base64.b64encode(b"no-colon").decode()) is None
+
+
+def test_every_module_over_400_lines_says_why_in_its_docstring() -> None:
+    long_and_silent = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 400:
+            docstring = ast.get_docstring(ast.parse(text)) or ""
+            if "Why this module is long:" not in docstring:
+                long_and_silent.append(str(path.relative_to(PACKAGE.parent)))
+    assert long_and_silent == [], f"no 'Why this module is long:' in {long_and_silent}"

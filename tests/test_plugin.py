@@ -120,27 +120,26 @@ def test_help_shows_the_option_group_and_every_ini_option(pytester: pytest.Pytes
     )
     result.stdout.fnmatch_lines(
         [
-            "  engagelab_dev_key (*):",
+            "  engagelab_dev_key (string):",
             "*dev key the emulator accepts (default test-dev-key)",
-            "  engagelab_dev_secret (*):",
+            "  engagelab_dev_secret (string):",
             "*dev secret the emulator accepts*",
-            "  engagelab_base_url (*):",
-            "*base URL the emulator serves*",
-            "  engagelab_strict_templates (*):",
+            "  engagelab_base_url (string):",
+            "*base URL the emulator serves, without /v1*",
+            "  engagelab_strict_templates (bool):",
             "*answer 4001 for templates not registered*",
-            "  engagelab_seed (*):",
-            "*seed for codes and message ids*",
-            "  engagelab_journal_limit (*):",
+            "  engagelab_seed (int):*seed for codes and message ids*",
+            "  engagelab_journal_limit (int):",
             "*messages the journal keeps*",
-            "  engagelab_assert_all_fired (*):",
+            "  engagelab_assert_all_fired (bool):",
             "*fail a test whose injected failures never fired*",
-            "  engagelab_cassette_dir (*):",
+            "  engagelab_cassette_dir (string):",
             "*directory of the engagelab cassettes*",
-            "  engagelab_record_mode (*):",
+            "  engagelab_record_mode (string):",
             "*default of --engagelab-record-mode*",
-            "  engagelab_redact_recipients (*):",
+            "  engagelab_redact_recipients (bool):",
             "*replace phone numbers and e-mail addresses in cassettes*",
-            "  engagelab_extra_secrets (*):",
+            "  engagelab_extra_secrets (linelist):",
             "*more secrets to scrub from cassettes*",
         ]
     )
@@ -342,16 +341,22 @@ def test_ini_options_configure_every_test(pytester: pytest.Pytester) -> None:
     [
         (
             "engagelab_seed = abc",
-            "ERROR: pytest-engagelab: ini option engagelab_seed = 'abc': not an integer",
+            "ERROR: pytest-engagelab: ini option engagelab_seed must be an integer: "
+            "invalid literal for int() with base 10: 'abc'",
         ),
         (
             "engagelab_strict_templates = maybe",
-            "ERROR: pytest-engagelab: ini option engagelab_strict_templates = 'maybe': "
-            "not a boolean; use true or false",
+            "ERROR: pytest-engagelab: ini option engagelab_strict_templates must be a boolean "
+            "(true or false): invalid truth value 'maybe'",
+        ),
+        (
+            "engagelab_redact_recipients = perhaps",
+            "ERROR: pytest-engagelab: ini option engagelab_redact_recipients must be a boolean "
+            "(true or false): invalid truth value 'perhaps'",
         ),
         (
             "engagelab_journal_limit = -5",
-            "ERROR: pytest-engagelab: ini option engagelab_journal_limit = '-5': "
+            "ERROR: pytest-engagelab: ini option engagelab_journal_limit = -5: "
             "journal_limit must be an integer >= 1 or None, not -5",
         ),
         (
@@ -649,7 +654,8 @@ SENT_LINE = (
             "test_unknown_field",
             [
                 "E       TypeError: assert_sent() got unknown field(s) phone; match on: "
-                "endpoint, language, params, template_id, to"
+                "endpoint, language, message_id, params, params_include, send_channel, "
+                "template_id, to"
             ],
         ),
     ],

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from pytest_engagelab.emulator.auth import basic_authorization
+from pytest_engagelab.emulator.settings import api_root
 
 DEV_KEY_ENV: Final = "ENGAGELAB_DEV_KEY"
 DEV_SECRET_ENV: Final = "ENGAGELAB_DEV_SECRET"
@@ -35,7 +36,7 @@ def recording_credentials(environ: Mapping[str, str], default_base_url: str) -> 
     if not key or not secret:
         return None
     base_url = environ.get(BASE_URL_ENV, "").strip() or default_base_url
-    return Credentials(key, secret, base_url.rstrip("/"))
+    return Credentials(key, secret, api_root(base_url))  # a trailing /v1 is dropped
 
 
 def missing_credentials_message(mode: str) -> str:

@@ -19,6 +19,10 @@ account state the recording implies, never the answer itself:
 Then status, error code (the ``code`` field) and the shape of the JSON body
 (field names and JSON types, recursively; arrays by the merged shape of their
 elements) are compared.
+
+Why this module is long: the drift check is one pipeline (read, replay through a
+fresh emulator with the state each interaction needs primed, compare shapes,
+report as pytest items) whose steps share the replay state of one cassette.
 """
 
 from __future__ import annotations

@@ -1,4 +1,10 @@
-"""Cassette files: their names, reading them with readable errors, and atomic writes."""
+"""Cassette files: their names, reading them with readable errors, and atomic writes.
+
+Why this module is long: it holds one file's whole life -- its name, reading it
+(aliases bounded, fields checked), the persister that writes it in the stable form
+(no loopback port, no ``Date``, ``recorded_at`` by day), the atomic write and the
+clean-up of killed writers' temporaries -- and these share the format's details.
+"""
 
 from __future__ import annotations
 

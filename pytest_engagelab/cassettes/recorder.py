@@ -1,6 +1,10 @@
 """The vcrpy side of cassettes: one :class:`ActiveCassette` per marked test.
 
 Imported only when a marked test runs, so loading the plugin never imports vcrpy.
+
+Why this module is long: everything that lives exactly as long as one test's cassette
+is here -- the indexed vcrpy cassette, its start, stop and save (with the review and
+the staleness check), the miss message, and the log scrubbing active meanwhile.
 """
 
 from __future__ import annotations
@@ -225,6 +229,8 @@ class ActiveCassette:
         self.cassette: Any = None
         self._finished: Any = None
         self._logs: _ScrubbedLogs | None = None
+        #: Whether :meth:`start` loaded the cassette and patched httpx.
+        self.started = False
 
     def __repr__(self) -> str:
         return f"ActiveCassette(path={self.display_path!r}, record_mode={self.record_mode!r})"
@@ -239,6 +245,7 @@ class ActiveCassette:
         from now on log records are scrubbed as they are made."""
         self.cassette = self._context.__enter__()
         self.cassette.engagelab_context = self
+        self.started = True
         self._logs = _ScrubbedLogs(self.scrubber)
         self._logs.install()
 

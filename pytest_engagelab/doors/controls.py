@@ -3,37 +3,164 @@
 :class:`EmulatorControls` is the base of ``OTPMock`` (respx, in-process) and
 ``OTPServer`` (a loopback socket): the journal, the assertions, the last code,
 failure injection, templates and the clock.
+
+Why this module is long: it is the whole test-facing API every door inherits
+(journal and request assertions, injections, templates, clock, callbacks); one base
+class keeps ``otp_mock``, ``otp_server`` and the SMPP door answering alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Final, Literal, Self, TypedDict, Unpack, cast
 
+from pytest_engagelab.emulator.codes import ErrorCode
 from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.defaults import DEFAULT_BUSINESS_ID
 from pytest_engagelab.emulator.journal import SentMessage
 from pytest_engagelab.emulator.model import InjectedError, Injection
+from pytest_engagelab.emulator.request_log import RequestRecord
+from pytest_engagelab.emulator.settings import api_root
 from pytest_engagelab.emulator.templates import Template
 
 if TYPE_CHECKING:  # callback delivery is imported by the first test that uses it
     from pytest_engagelab.callbacks import CallbackDelivery
 
-__all__ = ["EmulatorControls", "MessageCriteria"]
+__all__ = ["EmulatorControls", "MessageCriteria", "RequestCriteria", "VerifiedCriteria"]
 
 
 class MessageCriteria(TypedDict, total=False):
-    """The fields the assertions match on; a field left out matches anything."""
+    """The fields the assertions match on; a field left out matches anything.
+
+    ``params`` compares the whole dict; ``params_include`` only the keys it gives.
+    """
 
     to: str
     template_id: str
     language: str
     params: dict[str, str]
+    params_include: Mapping[str, str]
     endpoint: str
+    send_channel: str
+    message_id: str
 
 
 _CRITERIA: Final = frozenset(MessageCriteria.__annotations__)
+
+
+class RequestCriteria(TypedDict, total=False):
+    """The fields ``assert_requested`` matches on; a field left out matches anything.
+    ``code=None`` asks for requests answered without an error code."""
+
+    endpoint: str | None
+    method: str
+    path: str
+    status: int | None
+    code: int | None
+
+
+class VerifiedCriteria(TypedDict, total=False):
+    """The fields ``assert_verified`` matches on: ``code`` is the code that was accepted."""
+
+    message_id: str
+    to: str
+    code: str
+
+
+_REQUEST_CRITERIA: Final = frozenset(RequestCriteria.__annotations__)
+_VERIFIED_CRITERIA: Final = frozenset(VerifiedCriteria.__annotations__)
+
+
+def _record_fields(entry: RequestRecord) -> dict[str, Any]:
+    return {
+        "endpoint": entry.endpoint,
+        "method": entry.method,
+        "path": entry.path,
+        "status": entry.status,
+        "code": entry.code,
+    }
+
+
+def _unknown(headline: str, given: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    unknown = set(given) - allowed
+    if unknown:
+        raise TypeError(
+            f"{headline}() got unknown keyword(s) {', '.join(sorted(unknown))}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _differences(actual: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    return [
+        f"{name}: expected {value!r}, got {actual.get(name)!r}"
+        for name, value in expected.items()
+        if actual.get(name) != value
+    ]
+
+
+def _request_report(
+    headline: str,
+    expected: Mapping[str, Any],
+    label: str,
+    rows: Sequence[tuple[Mapping[str, Any], str]],
+    dropped: int,
+    limit: int | None,
+) -> str:
+    """What was expected, what arrived, and how the closest differs (as ``assert_sent``)."""
+    wanted = ", ".join(f"{k}={v!r}" for k, v in expected.items()) or "any request"
+    lines = [headline, f"Expected: {wanted}"]
+    if not rows:
+        lines.append(f"{label}: none")
+    else:
+        lines.append(f"{label} ({len(rows)}):")
+        lines.extend(f"  {i}. {line}" for i, (_, line) in enumerate(rows, 1))
+        distance, index = min(
+            (len(_differences(fields, expected)), i) for i, (fields, _) in enumerate(rows, 1)
+        )
+        if distance:
+            lines.append(f"Closest: #{index}, which differs in")
+            lines.extend(f"  {d}" for d in _differences(rows[index - 1][0], expected))
+    if dropped:
+        lines.append(
+            f"({dropped} older requests were dropped: the log keeps the last {limit}; raise "
+            "journal_limit to keep more)"
+        )
+    return "\n".join(lines)
+def _injectable(method: str, error: object) -> InjectedError:
+    """``error`` as the emulator takes it: a documented code's number becomes its
+    :class:`ErrorCode`; a number or a string that is not one is refused in one line."""
+    __tracebackhide__ = True
+    if isinstance(error, int) and not isinstance(error, ErrorCode | bool):
+        member = ErrorCode.lookup(error)
+        if not isinstance(member, ErrorCode):
+            raise ValueError(
+                f"{method}({error!r}): {error} is not an error code EngageLab documents; use "
+                f"one of {_documented_codes()} (the members of ErrorCode), or an "
+                "httpx.Response for any other answer"
+            )
+        return member
+    if isinstance(error, str):
+        named = _named_code(error)
+        hint = f"ErrorCode.{named.name} (or {int(named)})" if named else "an ErrorCode member"
+        raise TypeError(
+            f"{method}({error!r}): a string is not an injectable error; use {hint}, "
+            "an httpx.Response or an exception instance"
+        )
+    return cast(InjectedError, error)  # anything else: the emulator checks it and says why
+
+
+def _named_code(text: str) -> ErrorCode | None:
+    """The member a string means, by number (``"5001"``) or name (``"send_failed"``)."""
+    word = text.strip()
+    if word.isdigit():
+        member = ErrorCode.lookup(int(word))
+        return member if isinstance(member, ErrorCode) else None
+    return ErrorCode.__members__.get(word.upper().removeprefix("ERRORCODE."))
+
+
+def _documented_codes() -> str:
+    return ", ".join(str(int(code)) for code in ErrorCode)
 
 
 class EmulatorControls:
@@ -41,7 +168,7 @@ class EmulatorControls:
 
     def __init__(self, emulator: Emulator, base_url: str) -> None:
         self.emulator = emulator
-        self.base_url = base_url.rstrip("/")
+        self.base_url = api_root(base_url)  # the API's root: a trailing /v1 is dropped
 
     def start(self) -> None:
         """Start answering requests (each door says how)."""
@@ -90,6 +217,15 @@ class EmulatorControls:
                 f"{headline}() got unknown field(s) {', '.join(sorted(unknown))}; "
                 f"match on: {', '.join(sorted(_CRITERIA))}"
             )
+        include = criteria.get("params_include")
+        if include is not None and not (
+            isinstance(include, Mapping)
+            and all(isinstance(k, str) and isinstance(v, str) for k, v in include.items())
+        ):
+            raise TypeError(
+                f"{headline}(params_include=...) takes a dict of strings such as "
+                f"{{'code': '123456'}}, not {include!r}"
+            )
         expected = dict(criteria)
         journal = self.emulator.journal
         found = journal.matching(expected)
@@ -107,8 +243,11 @@ class EmulatorControls:
     def assert_sent(self, **criteria: Unpack[MessageCriteria]) -> SentMessage:
         """Assert that a message matching every given field was sent; return the latest.
 
-        Fields: ``to``, ``template_id``, ``language``, ``params``, ``endpoint``.  A
-        field not given matches anything; ``params`` compares as a whole dict.
+        Fields: ``to``, ``template_id``, ``language``, ``params``, ``params_include``,
+        ``endpoint``, ``send_channel``, ``message_id``.  A field not given matches
+        anything; ``params`` compares as a whole dict, ``params_include={...}`` matches
+        a message whose params hold at least these keys with these values.  A field
+        that does not exist raises ``TypeError`` (misuse, not a failed assertion).
         """
         __tracebackhide__ = True
         return self._find("assert_sent", None, criteria)[-1]
@@ -132,6 +271,100 @@ class EmulatorControls:
             raise TypeError(f"assert_sent_count() needs a count >= 0, not {count!r}")
         return self._find("assert_sent_count", count, criteria)
 
+    # -- every request ----------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request that reached the emulator, answered or refused, oldest first
+        (a copy; bounded by ``journal_limit`` like :attr:`sent`)."""
+        return self.emulator.requests.snapshot()
+
+    def requests_lines(self, limit: int | None = None) -> list[str]:
+        """One line per request and its answer (no credentials), oldest first, for failure
+        reports; at most ``limit`` requests."""
+        log = self.emulator.requests
+        kept = log.snapshot()[:limit]
+        lines = [f"{i}. {r.describe()}" for i, r in enumerate(kept, log.dropped + 1)]
+        if log.dropped:
+            lines.insert(0, f"({log.dropped} older requests dropped)")
+        return lines
+
+    def assert_requested(
+        self, *, times: int | None = None, **criteria: Unpack[RequestCriteria]
+    ) -> list[RequestRecord]:
+        """Assert that requests matching every given field arrived; return them.
+
+        Fields: ``endpoint`` (``"/v1/messages"``), ``method``, ``path``, ``status``
+        and ``code`` (the EngageLab error code answered; ``code=None`` matches
+        requests answered without one).  ``times`` asks for exactly that many; without
+        it, at least one.
+        """
+        __tracebackhide__ = True
+        _unknown("assert_requested", criteria, _REQUEST_CRITERIA)
+        if times is not None and (
+            not isinstance(times, int) or isinstance(times, bool) or times < 0
+        ):
+            raise TypeError(f"assert_requested() needs times >= 0 or None, not {times!r}")
+        expected: dict[str, Any] = dict(criteria)
+        log = self.emulator.requests
+        records = log.snapshot()
+        fields = [_record_fields(r) for r in records]
+        found = [r for r, f in zip(records, fields, strict=True) if not _differences(f, expected)]
+        if (times is None and found) or len(found) == times:
+            return found
+        headline = (
+            "assert_requested: no request matched."
+            if times is None
+            else f"assert_requested: expected {times} matching request(s), found {len(found)}."
+        )
+        rows = [(f, r.describe()) for f, r in zip(fields, records, strict=True)]
+        raise AssertionError(
+            _request_report(headline, expected, "Requests", rows, log.dropped, log.limit)
+        )
+
+    def assert_verified(self, **criteria: Unpack[VerifiedCriteria]) -> RequestRecord:
+        """Assert that a verification was answered ``verified: true``; return the latest.
+
+        Fields: ``message_id``, ``to`` (the recipient of that message) and ``code``
+        (the code that was accepted).  A field not given matches anything.
+        """
+        __tracebackhide__ = True
+        _unknown("assert_verified", criteria, _VERIFIED_CRITERIA)
+        expected: dict[str, Any] = dict(criteria)
+        log = self.emulator.requests
+        recipients = {m.message_id: m.to for m in self.emulator.journal.snapshot()}
+        rows: list[tuple[Mapping[str, Any], str]] = []
+        found: list[RequestRecord] = []
+        for entry in log.snapshot():
+            if entry.endpoint != "/v1/verifications":
+                continue
+            body = entry.json if isinstance(entry.json, dict) else {}
+            answer = entry.answer if isinstance(entry.answer, dict) else {}
+            message_id = body.get("message_id")
+            fields = {
+                "message_id": message_id,
+                "to": recipients.get(message_id) if isinstance(message_id, str) else None,
+                "code": body.get("verify_code"),
+                "verified": answer.get("verified") is True,
+            }
+            rows.append((fields, entry.describe()))
+            if fields["verified"] and not _differences(fields, expected):
+                found.append(entry)
+        if found:
+            return found[-1]
+        wanted = {**expected, "verified": True}
+        raise AssertionError(
+            _request_report(
+                "assert_verified: no verification was answered verified: true"
+                + (" for these fields." if expected else "."),
+                wanted,
+                "Verifications",
+                rows,
+                log.dropped,
+                log.limit,
+            )
+        )
+
     def last_code(self, to: str) -> str:
         """The last code delivered to ``to``, to type into a verify flow."""
         __tracebackhide__ = True
@@ -147,20 +380,26 @@ class EmulatorControls:
     # -- control ----------------------------------------------------------------------
 
     def fail_next(
-        self, error: InjectedError, *, times: int = 1, endpoint: str | None = None
+        self, error: InjectedError | int, *, times: int = 1, endpoint: str | None = None
     ) -> Injection:
         """The next ``times`` requests fail with ``error``.
 
-        ``error`` is an :class:`~pytest_engagelab.errors.ErrorCode`, an
-        ``httpx.Response`` (see the factories in :mod:`pytest_engagelab.errors`)
-        or an exception instance such as ``httpx.ConnectTimeout("...")``.
-        ``endpoint`` (``"/v1/messages"``) limits it to requests to that path.
+        ``error`` is an :class:`~pytest_engagelab.errors.ErrorCode` (or its number,
+        such as ``5001``), an ``httpx.Response`` (see the factories in
+        :mod:`pytest_engagelab.errors`) or an exception instance such as
+        ``httpx.ConnectTimeout("...")``.  ``endpoint`` (``"/v1/messages"``) limits
+        it to requests to that path.
         """
-        return self.emulator.fail_next(error, times=times, endpoint=endpoint)
+        __tracebackhide__ = True
+        return self.emulator.fail_next(
+            _injectable("fail_next", error), times=times, endpoint=endpoint
+        )
 
-    def fail_for(self, to: str, error: InjectedError) -> Injection:
-        """Every send to ``to`` fails with ``error`` until the test ends."""
-        return self.emulator.fail_for(to, error)
+    def fail_for(self, to: str, error: InjectedError | int) -> Injection:
+        """Every send to ``to`` fails with ``error`` (as for :meth:`fail_next`) until the
+        test ends."""
+        __tracebackhide__ = True
+        return self.emulator.fail_for(to, _injectable("fail_for", error))
 
     def advance(self, seconds: float) -> float:
         """Move the emulator's clock forward; returns the new time."""
@@ -278,9 +517,7 @@ class EmulatorControls:
         __tracebackhide__ = True
         from pytest_engagelab.doors import delivery
 
-        return delivery.dispatcher_for(self.emulator).deliver(
-            raise_on_error=raise_on_error
-        )
+        return delivery.dispatcher_for(self.emulator).deliver(raise_on_error=raise_on_error)
 
     async def adeliver_callbacks(self, *, raise_on_error: bool = True) -> list[CallbackDelivery]:
         """:meth:`deliver_callbacks` for async tests."""

@@ -6,11 +6,19 @@ import math
 import threading
 import time
 
-__all__ = ["Clock"]
+__all__ = ["MAX_TIME", "SEEDED_EPOCH", "Clock"]
 
 #: Where a seeded emulator's clock starts (2025-01-01T00:00:00Z), so that message
 #: ids and timestamps repeat from run to run.
 SEEDED_EPOCH = 1_735_689_600.0
+#: The latest time the clock can show (9999-12-31T23:59:59Z): later ones are no dates,
+#: and far later ones no finite numbers.
+MAX_TIME = 253_402_300_799.0
+
+
+def _shown(seconds: object) -> str:
+    text = repr(seconds)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} digits)"
 
 
 class Clock:
@@ -44,13 +52,21 @@ class Clock:
         if (
             isinstance(seconds, bool)
             or not isinstance(seconds, int | float)
-            or not math.isfinite(seconds)
+            or (isinstance(seconds, float) and not math.isfinite(seconds))
             or seconds < 0
         ):
             raise ValueError(
-                f"advance() takes a finite number of seconds >= 0, such as 300; got {seconds!r}"
+                "advance() takes a finite number of seconds >= 0 (the clock only moves "
+                f"forward), such as 300; got {_shown(seconds)}"
             )
         with self._lock:
+            now = self.now()
+            if seconds > MAX_TIME - now:  # compared before adding: a huge int is no float
+                raise ValueError(
+                    f"advance({_shown(seconds)}) would move the clock past "
+                    f"9999-12-31T23:59:59Z ({MAX_TIME:.0f}), the latest time it shows; "
+                    f"advance by at most {MAX_TIME - now:.0f} seconds"
+                )
             self._offset += seconds
         return self.now()
 

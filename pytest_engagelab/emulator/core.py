@@ -22,6 +22,11 @@ Each request is checked in this order; the first rule that fails answers:
 8. an injected ``fail_for`` failure for that recipient, then the magic numbers;
 9. the frequency limit (same template, same recipient, within the code's
    validity) is 3004.
+
+Why this module is long: :class:`Emulator` is one state machine.  Its routes share
+one lock, one journal, the templates, the issued codes and the injections; split
+into mixins, each part would reach into state defined elsewhere.  The vocabulary
+it answers in lives in :mod:`~pytest_engagelab.emulator.model`.
 """
 
 from __future__ import annotations
@@ -72,6 +77,7 @@ from pytest_engagelab.emulator.model import (
     parse_params,
     require_str,
 )
+from pytest_engagelab.emulator.request_log import RequestLog, endpoint_name, record
 from pytest_engagelab.emulator.templates import (
     Template,
     TemplateConfigError,
@@ -94,6 +100,7 @@ __all__ = [
     "Injection",
     "ResponseLike",
 ]
+
 
 class Emulator:
     """EngageLab's OTP API in memory: templates, codes, a clock, limits and a journal.
@@ -138,6 +145,8 @@ class Emulator:
         self.rate_limit = rate_limit
         self.max_verify_attempts = max_verify_attempts
         self.journal = Journal(journal_limit)
+        #: Every request that reached the emulator, answered or refused, oldest first.
+        self.requests = RequestLog(journal_limit)
         self._issued_limit = journal_limit
         self._listeners: list[Callable[[EmulatorEvent], None]] = []
         self._reset_state()
@@ -156,6 +165,7 @@ class Emulator:
         self._last_codes: dict[str, str] = {}
         self._injections: list[Injection] = []
         self.journal.clear()
+        self.requests.clear()
 
     def reset(self) -> None:
         """Forget templates, messages, codes, limits and injections (listeners stay)."""
@@ -335,21 +345,49 @@ class Emulator:
         path = path.split("?", 1)[0].rstrip("/") or "/"
         method = method.upper()
         with self._lock:
+            outcome: EmulatorResponse | Fault
             try:
                 route = self._route(method, path)
                 injection = self._take_next(route[0])
                 if injection is not None:
-                    return self._fire(injection)
-                self._authenticate(headers, route[0])
-                return route[1](Incoming(method, path, headers, body, request))
+                    outcome = self._fire(injection)
+                else:
+                    self._authenticate(headers, route[0])
+                    outcome = route[1](Incoming(method, path, headers, body, request))
             except Reject as reject:
-                return error_body(reject.code, reject.message, reject.status)
+                outcome = error_body(reject.code, reject.message, reject.status)
             except Exception as bug:  # never a traceback on the wire
-                return error_body(
+                outcome = error_body(
                     ErrorCode.INTERNAL_ERROR,
                     f"pytest-engagelab emulator error ({type(bug).__name__}: {bug}); "
                     "please report it",
                 )
+            at = self.clock.now()
+            if isinstance(outcome, Fault):
+                entry = record(
+                    method,
+                    path,
+                    endpoint_name(path),
+                    headers,
+                    body,
+                    status=None,
+                    answer=b"",
+                    at=at,
+                    raised=outcome.exception,
+                )
+            else:
+                entry = record(
+                    method,
+                    path,
+                    endpoint_name(path),
+                    headers,
+                    body,
+                    status=outcome.status,
+                    answer=outcome.body,
+                    at=at,
+                )
+            self.requests.append(entry)
+            return outcome
 
     # -- routing -----------------------------------------------------------------------
 
@@ -450,8 +488,7 @@ class Emulator:
             if not isinstance(language, str) or language not in LANGUAGES:
                 raise Reject(
                     ErrorCode.INVALID_PARAMS,
-                    f"template.language {language!r} is not supported; use one of: "
-                    f"{LANGUAGE_LIST}",
+                    f"template.language {language!r} is not supported; use one of: {LANGUAGE_LIST}",
                 )
         params = parse_params(template)
         code: str | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +51,25 @@ class SentMessage:
 
 
 def _differences(message: SentMessage, expected: dict[str, Any]) -> list[str]:
-    return [
-        f"{name}: expected {value!r}, got {getattr(message, name)!r}"
-        for name, value in expected.items()
-        if getattr(message, name) != value
-    ]
+    lines = []
+    for name, value in expected.items():
+        if name == "params_include":  # a subset of params: each key it names, as given
+            lines.extend(_missing_params(message.params, value))
+        elif getattr(message, name) != value:
+            lines.append(f"{name}: expected {value!r}, got {getattr(message, name)!r}")
+    return lines
+
+
+def _missing_params(params: dict[str, str], wanted: Mapping[str, str]) -> list[str]:
+    lines = []
+    for key, value in wanted.items():
+        if key not in params:
+            lines.append(f"params_include: expected params[{key!r}] == {value!r}, but it is absent")
+        elif params[key] != value:
+            lines.append(
+                f"params_include: expected params[{key!r}] == {value!r}, got {params[key]!r}"
+            )
+    return lines
 
 
 def _describe_criteria(expected: dict[str, Any]) -> str:

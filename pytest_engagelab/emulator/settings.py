@@ -17,7 +17,7 @@ from pytest_engagelab.emulator.defaults import (
 if TYPE_CHECKING:  # the emulator is imported when the first one is built
     from pytest_engagelab.emulator.core import Emulator
 
-__all__ = ["INI_OPTIONS", "EngageLabSettings", "SettingsError"]
+__all__ = ["INI_OPTIONS", "EngageLabSettings", "SettingsError", "api_root"]
 
 
 class SettingsError(ValueError):
@@ -81,11 +81,24 @@ def _text(name: str, value: Any, source: str) -> str:
     return value
 
 
+def api_root(url: str) -> str:
+    """A base URL as the kit means it: the API's root, without ``/v1`` or a final ``/``.
+
+    ``https://otp.api.engagelab.cc/v1`` (the official SDK's ``BASE_URL``) and
+    ``https://otp.api.engagelab.cc/`` both become ``https://otp.api.engagelab.cc``:
+    the kit adds ``/v1/messages`` and the other paths itself.
+    """
+    root = url.strip().rstrip("/")
+    if root.endswith("/v1"):
+        root = root[: -len("/v1")].rstrip("/")
+    return root
+
+
 def _url(name: str, value: Any, source: str) -> str:
     text = _text(name, value, source)
     if not text.startswith(("http://", "https://")):
         raise SettingsError(f"{source}: {name} must start with http:// or https://, not {text!r}")
-    return text.rstrip("/")
+    return api_root(text)
 
 
 def _flag(name: str, value: Any, source: str) -> bool:
@@ -162,7 +175,11 @@ INI_OPTIONS: Final = (
     IniOption(
         "dev_secret", "string", f"dev secret the emulator accepts (default {DEFAULT_DEV_SECRET})"
     ),
-    IniOption("base_url", "string", f"base URL the emulator serves (default {DEFAULT_BASE_URL})"),
+    IniOption(
+        "base_url",
+        "string",
+        f"base URL the emulator serves, without /v1 (default {DEFAULT_BASE_URL})",
+    ),
     IniOption(
         "strict_templates",
         "bool",
@@ -185,7 +202,11 @@ INI_OPTIONS: Final = (
 
 
 def settings_from_ini(read: Callable[[str], Any], base: EngageLabSettings) -> EngageLabSettings:
-    """Settings from the ini options; ``read(name)`` returns the raw ini value or ``None``."""
+    """Settings from the ini options; ``read(name)`` returns the ini value or ``None``.
+
+    The value is typed when pytest parsed it (``bool`` and ``int`` options, pytest >=
+    8.4 for ``int``) and a string otherwise: both are accepted.
+    """
     values: dict[str, Any] = {}
     for option in INI_OPTIONS:
         raw = read(option.name)
@@ -193,15 +214,21 @@ def settings_from_ini(read: Callable[[str], Any], base: EngageLabSettings) -> En
             continue
         source = f"ini option {option.name} = {raw!r}"
         if option.kind == "int":
-            try:
-                number = int(str(raw).strip())
-            except ValueError:
-                raise SettingsError(f"{source}: not an integer") from None
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                number = raw
+            else:
+                try:
+                    number = int(str(raw).strip())
+                except ValueError:
+                    raise SettingsError(f"{source}: not an integer") from None
             if option.setting == "journal_limit" and number == 0:
                 values[option.setting] = None
                 continue
             values[option.setting] = _CHECKS[option.setting](option.setting, number, source)
         elif option.kind == "bool":
+            if isinstance(raw, bool):
+                values[option.setting] = raw
+                continue
             word = str(raw).strip().lower()
             if word not in _TRUTH:
                 raise SettingsError(f"{source}: not a boolean; use true or false")
@@ -212,4 +239,8 @@ def settings_from_ini(read: Callable[[str], Any], base: EngageLabSettings) -> En
     return dataclasses.replace(base, **values)
 
 
-_TRUTH: Final = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+#: The words pytest's ``bool`` ini type takes (its ``_strtobool``), any case.
+_TRUTH: Final = {
+    **dict.fromkeys(("y", "yes", "t", "true", "on", "1"), True),
+    **dict.fromkeys(("n", "no", "f", "false", "off", "0"), False),
+}

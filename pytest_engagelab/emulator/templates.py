@@ -11,6 +11,8 @@ __all__ = ["CHANNELS", "DEFAULT_CONTENT", "Template", "TemplateConfigError", "te
 CHANNELS: Final = ("whatsapp", "sms", "email", "voice")
 DEFAULT_CONTENT: Final = "Your verification code is {{code}}. It expires in {{ttl}} minutes."
 _VAR = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+#: The longest validity a code can have, in seconds (366 days).
+MAX_TTL: Final = 366 * 86_400
 
 
 class TemplateConfigError(ValueError):
@@ -68,8 +70,11 @@ class Template:
             raise TemplateConfigError("template_id is longer than 128 characters")
         if not 4 <= self.code_length <= 10:
             raise TemplateConfigError(f"code_length must be 4 to 10, not {self.code_length}")
-        if self.ttl <= 0:
-            raise TemplateConfigError(f"ttl must be a positive number of seconds, not {self.ttl}")
+        if not 0 < self.ttl <= MAX_TTL:
+            shown = repr(self.ttl) if len(repr(self.ttl)) <= 24 else f"{len(str(self.ttl))} digits"
+            raise TemplateConfigError(
+                f"ttl must be a positive number of seconds up to {MAX_TTL} (366 days), not {shown}"
+            )
         if not 1 <= self.code_type <= 7:
             raise TemplateConfigError(f"code_type must be a 1..7 bitmask, not {self.code_type}")
 

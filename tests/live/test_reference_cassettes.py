@@ -33,6 +33,7 @@ from pytest_engagelab.errors import EngageLabError
 
 pytestmark = [
     pytest.mark.live,
+    pytest.mark.engagelab_live,  # the guard lets these through to the real EngageLab
     pytest.mark.skipif(  # a string: evaluated when the test runs, not when imported
         "not (os.environ.get('ENGAGELAB_DEV_KEY') and os.environ.get('ENGAGELAB_DEV_SECRET'))",
         reason="live: set ENGAGELAB_DEV_KEY and ENGAGELAB_DEV_SECRET to re-record",

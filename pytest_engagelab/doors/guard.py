@@ -1,0 +1,800 @@
+"""The guard: no test reaches EngageLab unless a door answers it or the test means it.
+
+The plugin installs it when pytest starts.  It wraps the few functions every Python
+client ends up in -- name resolution (``socket.getaddrinfo``, ``gethostbyname``,
+``gethostbyname_ex``, asyncio's ``loop.getaddrinfo``) and connect
+(``socket.socket.connect``/``connect_ex``) -- and refuses an EngageLab host there,
+before any DNS query or connection.  httpx (sync and async), requests/urllib3,
+``urllib.request``, ``http.client``, the official SDK and raw sockets all pass
+through these, so one guard covers them all.  A loopback host costs a few set
+lookups per name lookup or connect; any other host also a look at the caller's frames
+(for a request that a proxy would carry to EngageLab); nothing is checked per request
+on an open connection.
+
+The refusal is :class:`EngageLabGuardError`, a :class:`ConnectionError`: every client
+reports it the way it reports an unreachable host (``httpx.ConnectError``,
+``requests.ConnectionError``, ``urllib.error.URLError``...), with the guard's message.
+The plugin remembers each refusal, so a test whose code caught the error fails anyway.
+
+This module imports nothing beyond what pytest has already imported.
+
+Why this module is long: the guard is one installation over a handful of process-wide
+functions, and the patches, the host matching, the per-test allowances (``otp_mock``'s
+base URL, a recording cassette, ``engagelab_live``), the stack of nested pytest
+sessions and the message all share that one state; apart, each piece would reach
+into the others.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import ipaddress
+import json
+import os
+import re
+import socket
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from types import FrameType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from pytest_engagelab.emulator.defaults import DEFAULT_BASE_URL, DEFAULT_SMPP_HOST
+
+__all__ = [
+    "ENGAGELAB_HOSTS",
+    "Counts",
+    "EngageLabGuardError",
+    "Guard",
+    "HostPatterns",
+    "attempts_text",
+    "guard_from_options",
+    "host_of",
+    "install",
+    "is_loopback",
+    "mask_credentials",
+    "patch_asyncio",
+    "uninstall",
+]
+
+#: EngageLab's OTP API host and its SMPP host: always guarded.
+ENGAGELAB_HOSTS: Final = (str(urlsplit(DEFAULT_BASE_URL).hostname), DEFAULT_SMPP_HOST)
+
+_WAYS_OUT: Final = (
+    "no test may reach EngageLab by accident. Use the otp_mock fixture, point the client at "
+    "otp_server.base_url, or mark the test @pytest.mark.engagelab_live to reach the real "
+    "EngageLab on purpose."
+)
+_FRAMES: Final = 80  # how far up the stack the guard looks for the request
+_BASIC: Final = re.compile(r"Basic ([A-Za-z0-9+/]{8,}={0,2})")
+_SHORTEST_SECRET: Final = 6  # a shorter secret would mask ordinary words in a report
+
+
+class EngageLabGuardError(ConnectionError):
+    """pytest-engagelab stopped a test from reaching EngageLab, before any connection.
+
+    A :class:`ConnectionError` (so an :class:`OSError`): each client reports it as it
+    reports an unreachable host, with this message.  ``host`` and ``port`` are what
+    the code tried to reach; ``method``, ``path`` and ``recipient`` (redacted) are
+    filled in when the guard could tell, else ``None``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str,
+        port: int | None = None,
+        method: str | None = None,
+        path: str | None = None,
+        recipient: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self._secrets: frozenset[str] = frozenset()
+        self.host = host
+        self.port = port
+        self.method = method
+        self.path = path
+        self.recipient = recipient
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable, for xdist and multiprocessing
+        return (_rebuild, (str(self), self.host, self.port, self.method, self.path, self.recipient))
+
+
+EngageLabGuardError.__module__ = "pytest_engagelab"  # as users import it
+
+
+def _rebuild(
+    message: str,
+    host: str,
+    port: int | None,
+    method: str | None,
+    path: str | None,
+    recipient: str | None,
+) -> EngageLabGuardError:
+    return EngageLabGuardError(
+        message, host=host, port=port, method=method, path=path, recipient=recipient
+    )
+
+
+def _normal(host: str) -> str:
+    return host.lower().rstrip(".")
+
+
+@functools.lru_cache(maxsize=256)  # asked on every lookup and connect: hosts repeat
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback address (never guarded)."""
+    host = _normal(host).strip("[]")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HostPatterns:
+    """Host names, exact (``otp.api.engagelab.cc``) or every subdomain (``*.engagelab.cc``)."""
+
+    # Plain classes here, not dataclasses: this module loads with the plugin, and each
+    # dataclass costs a millisecond or two of start-up to build.
+    __slots__ = ("exact", "suffixes")
+
+    def __init__(self, exact: frozenset[str] = frozenset(), suffixes: tuple[str, ...] = ()):
+        self.exact = exact
+        self.suffixes = suffixes
+
+    def __repr__(self) -> str:
+        return f"HostPatterns(exact={sorted(self.exact)!r}, suffixes={self.suffixes!r})"
+
+    @classmethod
+    def parse(cls, lines: Iterable[str], *, source: str) -> HostPatterns:
+        """Check and parse ``lines``; a bad one raises ``ValueError`` saying how to fix it."""
+        exact: set[str] = set()
+        suffixes: list[str] = []
+        for raw in lines:
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            host = _normal(line)
+            bare = host[2:] if host.startswith("*.") else host
+            if (
+                "://" in host
+                or "/" in host
+                or ":" in bare
+                or "*" in bare
+                or not bare
+                or bare.startswith(".")
+                or any(c.isspace() for c in bare)
+            ):
+                raise ValueError(
+                    f"{source} = {line!r}: not a host name; give one host per line, such as "
+                    "api.engagelab.cc, or *.engagelab.cc for every subdomain (no scheme, port "
+                    "or path)"
+                )
+            if host.startswith("*."):
+                suffixes.append("." + bare)
+            else:
+                exact.add(host)
+        return cls(frozenset(exact), tuple(suffixes))
+
+    def __contains__(self, host: object) -> bool:
+        if not isinstance(host, str):
+            return False
+        host = _normal(host)
+        return host in self.exact or any(host.endswith(s) for s in self.suffixes)
+
+    def __or__(self, other: HostPatterns) -> HostPatterns:
+        return HostPatterns(self.exact | other.exact, self.suffixes + other.suffixes)
+
+
+class Guard:
+    """The guard of one pytest session: what it guards, what the current test allows,
+    and what it stopped.
+
+    ``live`` is set for a test marked ``engagelab_live``; :meth:`allow` lets a host
+    through (a cassette that records); :meth:`watch` guards one more host (the base
+    URL of an ``otp_mock``).  ``attempts`` are the refusals of the current test, not
+    yet reported; ``stopped`` counts every refusal of the session.
+    """
+
+    def __init__(self, hosts: HostPatterns, *, enabled: bool = True) -> None:
+        self.hosts = hosts
+        self.enabled = enabled
+        self.live = False
+        self.attempts: list[EngageLabGuardError] = []
+        self.stopped = 0
+        self._allowed: dict[str, int] = {}
+        self._watched: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._proxied = _proxy_configured()
+
+    def __repr__(self) -> str:
+        return f"Guard(hosts={self.hosts!r}, enabled={self.enabled}, stopped={self.stopped})"
+
+    def blocks(self, host: object) -> bool:
+        """Whether a connection to ``host`` must be stopped now."""
+        if not self.enabled or self.live:
+            return False
+        if isinstance(host, bytes):
+            host = host.decode("ascii", "replace")
+        if not isinstance(host, str):
+            return False
+        host = _normal(host)
+        if host in self._allowed:
+            return False
+        return host in self.hosts or host in self._watched
+
+    def refusal(self, host: object, port: object, frame: FrameType) -> EngageLabGuardError | None:
+        """The error to raise for a lookup of or connect to ``host`` from ``frame``, or ``None``.
+
+        A guarded ``host`` is refused.  So is any other host when the request being made
+        (seen in the caller's frames) is for a guarded one: a proxy would carry it to
+        EngageLab.  Loopback is looked at only while a proxy is configured in the
+        environment, so a test's own servers cost nothing.
+        """
+        if not self.enabled or self.live:
+            return None
+        if self.blocks(host):
+            return self.stop(host, port, frame)
+        if self._proxied or not (isinstance(host, str) and is_loopback(host)):
+            target = _requested_host(frame, self)
+            if target is not None:
+                return self.stop(target, None, frame, via=f"{_text(host) or host}:{port}")
+        return None
+
+    def begin_test(self, *, live: bool) -> None:
+        """A test starts: forget the last test's allowances and refusals."""
+        with self._lock:
+            self._proxied = _proxy_configured()
+            self.live = live
+            self.attempts = []
+            self._allowed.clear()
+            self._watched.clear()
+
+    def end_test(self) -> None:
+        self.begin_test(live=False)
+
+    def allow(self, host: str) -> None:
+        """Let ``host`` through until :meth:`disallow` (or the test ends)."""
+        host = _normal(host)
+        with self._lock:
+            self._allowed[host] = self._allowed.get(host, 0) + 1
+
+    def disallow(self, host: str) -> None:
+        _drop(self._allowed, _normal(host), self._lock)
+
+    def watch(self, host: str) -> None:
+        """Guard ``host`` too, until :meth:`unwatch` (a loopback host never is)."""
+        if is_loopback(host):
+            return
+        host = _normal(host)
+        with self._lock:
+            self._watched[host] = self._watched.get(host, 0) + 1
+
+    def unwatch(self, host: str) -> None:
+        _drop(self._watched, _normal(host), self._lock)
+
+    def take_attempts(self) -> list[EngageLabGuardError]:
+        """The refusals not yet reported, oldest first; they are reported now."""
+        with self._lock:
+            attempts, self.attempts = self.attempts, []
+        return attempts
+
+    def stop(
+        self, host: object, port: object, frame: FrameType | None, *, via: str | None = None
+    ) -> EngageLabGuardError:
+        """Remember a refusal and return the exception to raise in the caller; ``via`` is
+        the proxy the request would have gone through."""
+        if isinstance(host, bytes):
+            host = host.decode("ascii", "replace")
+        name = _normal(str(host))
+        number = port if isinstance(port, int) and not isinstance(port, bool) else None
+        if number is None and isinstance(port, str | bytes) and port.isdigit():
+            number = int(port)
+        method, path, recipient, secrets = _request_context(frame)
+        error = EngageLabGuardError(
+            _message(name, number, method, path, recipient, via),
+            host=name,
+            port=number,
+            method=method,
+            path=path,
+            recipient=recipient,
+        )
+        error._secrets = secrets  # never in its message, repr or pickle
+        with self._lock:
+            self.attempts.append(error)
+            self.stopped += 1
+        return error
+
+
+def _drop(counts: dict[str, int], host: str, lock: threading.Lock) -> None:
+    with lock:
+        left = counts.get(host, 0) - 1
+        if left > 0:
+            counts[host] = left
+        else:
+            counts.pop(host, None)
+
+
+def _message(
+    host: str,
+    port: int | None,
+    method: str | None,
+    path: str | None,
+    recipient: str | None,
+    via: str | None = None,
+) -> str:
+    where = f"{host}:{port}" if port is not None else host
+    if method and path:
+        what = f"{method} {path} to {where}"
+    elif path:
+        what = f"a request for {path} to {where}"
+    else:
+        what = f"a connection to {where}"
+    if recipient:
+        what += f" (recipient {recipient})"
+    if via:
+        what += f" through the proxy {via}"
+    return f"pytest-engagelab stopped {what} before it left the test: {_WAYS_OUT}"
+
+
+# -- what request was it? -------------------------------------------------------------------
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _path_of(url: object) -> str | None:
+    text = _text(url)
+    if text is None:
+        raw = getattr(url, "raw_path", None)  # httpx.URL
+        text = _text(raw)
+        if text is None:
+            return None
+    if "://" in text:
+        try:
+            text = urlsplit(text).path or "/"
+        except ValueError:
+            return None
+    return text.split("?", 1)[0] or "/"
+
+
+def _known_request(value: object) -> tuple[str | None, str | None, object] | None:
+    """(method, path, body) of a request object of a client the guard knows."""
+    kind = type(value)
+    module = kind.__module__
+    name = kind.__name__
+    if name == "Request" and module.startswith("httpx"):
+        try:
+            body: object = value.content  # type: ignore[attr-defined]
+        except Exception:  # a streaming body not read yet
+            body = None
+        return _text(value.method), _path_of(value.url), body  # type: ignore[attr-defined]
+    if name == "Request" and module == "urllib.request":
+        return value.get_method(), _path_of(value.selector), value.data  # type: ignore[attr-defined]
+    if name == "Request" and module.startswith("httpcore"):
+        url = value.url  # type: ignore[attr-defined]
+        return _text(value.method), _path_of(getattr(url, "target", None)), None  # type: ignore[attr-defined]
+    return None
+
+
+def _from_frame(local: dict[str, Any]) -> tuple[str | None, str | None, object] | None:
+    for value in local.values():
+        found = _known_request(value)
+        if found is not None:
+            return found
+    method, url = _text(local.get("method")), local.get("url")
+    if method is not None and url is not None:
+        path = _path_of(url)
+        if path is not None:
+            body = next(
+                (
+                    local[name]
+                    for name in ("body", "json", "data", "content")
+                    if isinstance(local.get(name), bytes | str | dict | list)
+                ),
+                None,
+            )
+            return method.upper(), path, body
+    return None
+
+
+def _hosts_in(local: dict[str, Any]) -> list[str]:
+    """The hosts the request a frame is making is for: its request object's URL, a
+    tunnel's target (``http.client`` through a proxy), or an absolute ``url``."""
+    hosts: list[str] = []
+    for value in local.values():
+        kind = type(value)
+        if kind.__name__ != "Request":
+            continue
+        if kind.__module__.startswith(("httpx", "httpcore")):
+            hosts.append(_text(getattr(value.url, "host", None)) or "")
+            if _text(getattr(value, "method", None)) == "CONNECT":  # httpcore's tunnel
+                target = _text(getattr(value.url, "target", None)) or ""
+                hosts.append(target.rpartition(":")[0])
+        elif kind.__module__ == "urllib.request":
+            hosts.append(urlsplit(value.full_url).hostname or "")
+    tunnel = getattr(local.get("self"), "_tunnel_host", None)
+    if isinstance(tunnel, str):
+        hosts.append(tunnel)
+    url = _text(local.get("url"))
+    if url is not None and "://" in url and local.get("method") is not None:
+        hosts.append(urlsplit(url).hostname or "")
+    return [host for host in hosts if host]
+
+
+def _requested_host(frame: FrameType | None, guard: Guard) -> str | None:
+    """A guarded host a request being made is for, seen in the caller's frames."""
+    depth = 0
+    try:
+        while frame is not None and depth < _FRAMES:
+            for host in _hosts_in(frame.f_locals):
+                if guard.blocks(host):
+                    return host
+            frame = frame.f_back
+            depth += 1
+    except Exception:  # looking is a courtesy to proxies: never fail a connect over it
+        return None
+    finally:
+        del frame
+    return None
+
+
+_PROXY_VARIABLES: Final = ("https_proxy", "http_proxy", "all_proxy")
+
+
+def _proxy_configured() -> bool:
+    """Whether the environment sends clients through a proxy (any case of the names)."""
+    return any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES)
+
+
+def _recipient(body: object) -> str | None:
+    if isinstance(body, bytes | str):
+        try:
+            body = json.loads(body)
+        except (ValueError, RecursionError):
+            return None
+    if not isinstance(body, dict):
+        return None
+    to = body.get("to")
+    if isinstance(to, str):
+        recipients = [to]
+    elif isinstance(to, list) and all(isinstance(t, str) for t in to):
+        recipients = list(to)
+    else:
+        return None
+    from pytest_engagelab.emulator.recipients import redact_recipients
+
+    return ", ".join(redact_recipients(t) for t in recipients) or None
+
+
+def _secret_forms(authorization: object, into: set[str]) -> None:
+    """Add the forms of a Basic credential (token, ``key:secret``, secret) to ``into``."""
+    if not isinstance(authorization, str):
+        return
+    match = _BASIC.search(authorization)
+    if match is not None:
+        token = match.group(1)
+        try:
+            pair = base64.b64decode(token, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            return
+        into.add(token)
+        _key, colon, secret = pair.partition(":")
+        if colon:
+            into.add(pair)
+            if len(secret) >= _SHORTEST_SECRET:
+                into.add(secret)
+
+
+def _credentials_in(local: dict[str, Any], into: set[str]) -> None:
+    """The credentials a frame holds: its ``auth=(key, secret)``, header mappings and
+    request objects (which ``pytest -l`` would print)."""
+    auth = local.get("auth")
+    if type(auth) is tuple and len(auth) == 2 and all(isinstance(a, str) for a in auth):
+        key, secret = auth
+        pair = f"{key}:{secret}"
+        into.add(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
+        into.add(pair)
+        if len(secret) >= _SHORTEST_SECRET:
+            into.add(secret)
+    for value in local.values():
+        if isinstance(value, str):
+            if value.startswith("Basic "):
+                _secret_forms(value, into)
+            continue
+        headers = getattr(value, "headers", None)  # httpx.Request
+        if headers is None and isinstance(getattr(value, "unredirected_hdrs", None), dict):
+            headers = {**value.unredirected_hdrs, **value.headers}  # urllib.request.Request
+        if headers is None and isinstance(value, Mapping):
+            headers = value
+        if headers is not None and hasattr(headers, "get"):
+            for name in ("authorization", "Authorization"):
+                _secret_forms(headers.get(name), into)
+
+
+def _request_context(
+    frame: FrameType | None,
+) -> tuple[str | None, str | None, str | None, frozenset[str]]:
+    """The method, path and (redacted) recipient of the request being made, when one of
+    the caller's frames tells (httpx, requests/urllib3, urllib, http.client do), and the
+    credentials those frames hold (to mask them in the failure report)."""
+    method = path = None
+    body: object = None
+    secrets: set[str] = set()
+    depth = 0
+    try:
+        while frame is not None and depth < _FRAMES:
+            local = frame.f_locals
+            if body is None:
+                found = _from_frame(local)
+                if found is not None and found[0] != "CONNECT":  # a proxy tunnel: look on
+                    if method is None:
+                        method, path = found[0], found[1]
+                    body = found[2]
+            _credentials_in(local, secrets)
+            frame = frame.f_back
+            depth += 1
+    except Exception:  # the message is a courtesy: never fail the refusal over it
+        pass
+    finally:
+        del frame
+    try:
+        recipient = _recipient(body)
+    except Exception:
+        recipient = None
+    return method, path, recipient, frozenset(secrets)
+
+
+# -- the patches ----------------------------------------------------------------------------
+
+_STACK: list[Guard] = []  # the innermost session last (pytester runs pytest in pytest)
+_PATCH_LOCK: Final = threading.Lock()
+_Restore = Callable[[], None]
+_RESTORES: list[list[_Restore]] = []  # per install, what uninstall undoes
+_ASYNCIO_PATCHED: list[bool] = [False]
+
+
+def _active() -> Guard | None:
+    stack = _STACK
+    return stack[-1] if stack else None
+
+
+def _swap(owner: Any, name: str, make: Callable[[Any], Any]) -> _Restore:
+    had = name in vars(owner)
+    original = getattr(owner, name)
+    replacement = make(original)
+    setattr(owner, name, replacement)
+
+    def restore() -> None:
+        if getattr(owner, name) is replacement:  # else someone patched on top: leave it
+            if had:
+                setattr(owner, name, original)
+            else:
+                delattr(owner, name)
+
+    return restore
+
+
+def _guarded_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
+    def getaddrinfo(
+        host: Any, port: Any, family: int = 0, type: int = 0, proto: int = 0, flags: int = 0
+    ) -> Any:
+        __tracebackhide__ = True
+        guard = _active()
+        if guard is not None and host is not None:
+            error = guard.refusal(host, port, sys._getframe(1))
+            if error is not None:
+                raise error
+        return original(host, port, family, type, proto, flags)
+
+    return getaddrinfo
+
+
+def _guarded_by_name(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def resolve(hostname: Any) -> Any:
+        __tracebackhide__ = True
+        guard = _active()
+        if guard is not None:
+            error = guard.refusal(hostname, None, sys._getframe(1))
+            if error is not None:
+                raise error
+        return original(hostname)
+
+    resolve.__name__ = getattr(original, "__name__", "resolve")
+    return resolve
+
+
+def _guarded_connect(original: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    def connect(self: Any, address: Any) -> Any:
+        __tracebackhide__ = True
+        guard = _active()
+        if guard is not None and type(address) is tuple and address:
+            port = address[1] if len(address) > 1 else None
+            error = guard.refusal(address[0], port, sys._getframe(1))
+            if error is not None:
+                raise error
+        return original(self, address)
+
+    connect.__name__ = getattr(original, "__name__", "connect")
+    return connect
+
+
+def _guarded_loop_getaddrinfo(original: Callable[..., Any]) -> Callable[..., Any]:
+    async def getaddrinfo(
+        self: Any,
+        host: Any,
+        port: Any,
+        *,
+        family: int = 0,
+        type: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+    ) -> Any:
+        # Checked here, in the event loop, where the awaiting coroutines (httpx's among
+        # them) are on the stack; the executor thread that resolves would not see them.
+        __tracebackhide__ = True
+        guard = _active()
+        if guard is not None and host is not None:
+            error = guard.refusal(host, port, sys._getframe(1))
+            if error is not None:
+                raise error
+        return await original(self, host, port, family=family, type=type, proto=proto, flags=flags)
+
+    return getaddrinfo
+
+
+def patch_asyncio() -> None:
+    """Guard asyncio's ``loop.getaddrinfo`` too, once asyncio is imported (cheap to call)."""
+    if _ASYNCIO_PATCHED[0] or not _STACK:
+        return
+    base_events = sys.modules.get("asyncio.base_events")
+    if base_events is None:
+        return
+    with _PATCH_LOCK:
+        if _ASYNCIO_PATCHED[0] or not _RESTORES:
+            return
+        loop = base_events.BaseEventLoop
+        _RESTORES[0].append(_swap(loop, "getaddrinfo", _guarded_loop_getaddrinfo))
+        _ASYNCIO_PATCHED[0] = True
+
+
+def install(guard: Guard) -> None:
+    """Make ``guard`` the active one; patch the socket functions (again, if someone
+    wrapped them since: the guard must run before any wrapper that could resolve)."""
+    with _PATCH_LOCK:
+        restores = [
+            _swap(socket, "getaddrinfo", _guarded_getaddrinfo),
+            _swap(socket, "gethostbyname", _guarded_by_name),
+            _swap(socket, "gethostbyname_ex", _guarded_by_name),
+            _swap(socket.socket, "connect", _guarded_connect),
+            _swap(socket.socket, "connect_ex", _guarded_connect),
+        ]
+        _RESTORES.append(restores)
+        _STACK.append(guard)
+    patch_asyncio()
+
+
+def uninstall(guard: Guard) -> None:
+    """Undo :func:`install` of ``guard``."""
+    with _PATCH_LOCK:
+        if guard not in _STACK:
+            return
+        index = _STACK.index(guard)
+        del _STACK[index]
+        restores = _RESTORES.pop(index)
+        if index == 0 and _ASYNCIO_PATCHED[0]:
+            _ASYNCIO_PATCHED[0] = False
+        for restore in reversed(restores):
+            restore()
+
+
+# -- from the pytest configuration ----------------------------------------------------------
+
+_SWITCH: Final = {
+    "true": True,
+    "yes": True,
+    "on": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "off": False,
+    "0": False,
+}
+
+
+def guard_from_options(
+    *, option: str | None, ini: str, hosts: Iterable[str], base_urls: Iterable[str]
+) -> Guard:
+    """The session's guard, from ``--engagelab-guard``, the ``engagelab_guard`` and
+    ``engagelab_guard_hosts`` ini options and the configured base URLs (whose hosts are
+    guarded unless they are loopback).  A bad value raises ``ValueError`` saying how to fix it."""
+    word = (option or ini).strip().lower() or "true"
+    if word not in _SWITCH:
+        raise ValueError(
+            f"pytest-engagelab: ini option engagelab_guard = {ini!r}: not a boolean; use true "
+            "(the default: no test reaches EngageLab unless marked engagelab_live) or false"
+        )
+    patterns = HostPatterns(frozenset(ENGAGELAB_HOSTS)) | HostPatterns.parse(
+        hosts, source="pytest-engagelab: ini option engagelab_guard_hosts"
+    )
+    configured = set()
+    for url in base_urls:
+        host = host_of(url)
+        if host and not is_loopback(host):
+            configured.add(host)
+    return Guard(patterns | HostPatterns(frozenset(configured)), enabled=_SWITCH[word])
+
+
+def host_of(url: str) -> str | None:
+    """The host name of ``url``, lower-case, or ``None``."""
+    try:
+        host = urlsplit(url.strip()).hostname
+    except ValueError:
+        return None
+    return _normal(host) if host else None
+
+
+class Counts:
+    """What the session's emulators answered and its cassettes did, for the summary line."""
+
+    def __init__(self) -> None:
+        self.answered = 0
+        self.stopped = 0
+        self.replayed = 0
+        self.recorded = 0
+
+    def add(self, other: Mapping[str, int]) -> None:
+        for name in ("answered", "stopped", "replayed", "recorded"):
+            value = other.get(name, 0)
+            if isinstance(value, int):
+                setattr(self, name, getattr(self, name) + value)
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "answered": self.answered,
+            "stopped": self.stopped,
+            "replayed": self.replayed,
+            "recorded": self.recorded,
+        }
+
+    def line(self, record_mode: str) -> str:
+        def plural(count: int, word: str) -> str:
+            return f"{count} {word}" + ("" if count == 1 else "s")
+
+        return (
+            f"engagelab: {plural(self.answered, 'request')} answered by the emulator, "
+            f"{self.stopped} stopped by the guard, {plural(self.replayed, 'cassette')} replayed, "
+            f"{self.recorded} recorded (record mode {record_mode})"
+        )
+
+
+def attempts_text(attempts: list[EngageLabGuardError]) -> str:
+    """The refusals of one test, each once with how often it happened."""
+    counted: dict[str, int] = {}
+    for attempt in attempts:
+        counted[str(attempt)] = counted.get(str(attempt), 0) + 1
+    return "\n".join(
+        message + (f" ({times} times)" if times > 1 else "") for message, times in counted.items()
+    )
+
+
+def mask_credentials(text: str, attempts: Iterable[EngageLabGuardError] = ()) -> str:
+    """``text`` with the credentials of the stopped requests masked, and every Basic
+    credential it shows: the base64 token, and the ``key:secret`` and secret it decodes
+    to, wherever they appear (``pytest -l`` prints the clients' header dictionaries and
+    the test's own ``auth=(key, secret)``)."""
+    forms: set[str] = set()
+    for attempt in attempts:
+        forms.update(attempt._secrets)
+    for match in _BASIC.finditer(text):
+        _secret_forms(match.group(0), forms)
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text

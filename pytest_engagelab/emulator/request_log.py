@@ -1,0 +1,206 @@
+"""Every request that reached the emulator, delivered or refused, in the order it came.
+
+Part of the sans-IO core: bodies are kept as bytes and parsed when a test reads them,
+so recording costs one small object per request.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from pytest_engagelab.emulator.codes import ErrorCode
+from pytest_engagelab.emulator.model import ENDPOINTS
+
+__all__ = ["RequestLog", "RequestRecord", "endpoint_name", "mask_authorization", "record"]
+
+_ERROR_CODES: Final = {int(code): code for code in ErrorCode}
+_LINE: Final = 240
+_new: Final = object.__new__  # longest body text in one line of a report
+
+
+def endpoint_name(path: str) -> str | None:
+    """The endpoint ``path`` (no query, no trailing slash) belongs to, as ``ENDPOINTS``
+    names it, or ``None``."""
+    if path in ENDPOINTS:
+        return path
+    if path.startswith("/v1/template-configs/") and path.count("/") == 3:
+        return "/v1/template-configs/{id}"
+    return None
+
+
+def mask_authorization(value: str) -> str:
+    """``Basic dGVzdDp4`` -> ``Basic ***``: the scheme stays, the credentials never."""
+    scheme, _, rest = value.strip().partition(" ")
+    return f"{scheme} ***" if rest else "***"
+
+
+def _parsed(body: bytes) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _compact(value: Any, raw: bytes) -> str:
+    if value is None:
+        text = raw.decode("utf-8", "replace") if raw else ""
+    else:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text) <= _LINE else text[: _LINE - 3] + "..."
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request the emulator answered (or dropped), as a test reads it.
+
+    ``endpoint`` is the route as ``fail_next(endpoint=...)`` names it
+    (``"/v1/template-configs/{id}"``), ``None`` for a path the API does not have.
+    ``json`` is the parsed request body (``None`` when it is not JSON), ``headers``
+    the request headers with lower-case names and ``Authorization`` masked.
+    ``status`` is the HTTP status answered, ``None`` when an injected exception
+    answered nothing (``raised`` then names it); ``code`` the EngageLab error code
+    of the answer (an :class:`~pytest_engagelab.errors.ErrorCode` when documented),
+    ``None`` for a 200; ``answer`` the parsed answer body; ``at`` the emulator's
+    clock when it arrived.
+    """
+
+    method: str
+    path: str
+    endpoint: str | None
+    status: int | None
+    at: float
+    raised: str | None = None
+    _body: bytes = field(default=b"", repr=False, compare=False)
+    _answer: bytes = field(default=b"", repr=False, compare=False)
+    _headers: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @functools.cached_property
+    def json(self) -> Any:
+        """The parsed request body, or ``None``."""
+        return _parsed(self._body)
+
+    @functools.cached_property
+    def answer(self) -> Any:
+        """The parsed answer body, or ``None`` (no answer, or not JSON)."""
+        return _parsed(self._answer)
+
+    @functools.cached_property
+    def code(self) -> int | None:
+        """The EngageLab error code answered, ``None`` for success or no answer."""
+        answer = self.answer
+        value = answer.get("code") if isinstance(answer, dict) else None
+        if isinstance(value, bool) or not isinstance(value, int) or value == 0:
+            return None
+        return _ERROR_CODES.get(value, value)
+
+    @functools.cached_property
+    def headers(self) -> dict[str, str]:
+        """The request headers, lower-case names, ``Authorization`` masked."""
+        masked = {}
+        for name, value in self._headers.items():
+            name = str(name).lower()
+            masked[name] = mask_authorization(value) if name == "authorization" else str(value)
+        return masked
+
+    def describe(self) -> str:
+        """One line: the request and its answer, no credentials."""
+        request = f"{self.method} {self.path}"
+        body = _compact(self.json, self._body)
+        if body:
+            request += f" {body}"
+        if self.status is None:
+            return f"{request} -> no answer ({self.raised})"
+        answer = _compact(self.answer, self._answer)
+        return f"{request} -> {self.status} {answer}".rstrip()
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as the control API lists it."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "endpoint": self.endpoint,
+            "json": self.json,
+            "headers": self.headers,
+            "status": self.status,
+            "code": None if self.code is None else int(self.code),
+            "answer": self.answer,
+            "at": self.at,
+            "raised": self.raised,
+        }
+
+
+def record(
+    method: str,
+    path: str,
+    endpoint: str | None,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    status: int | None,
+    answer: bytes,
+    at: float,
+    raised: BaseException | None = None,
+) -> RequestRecord:
+    """A :class:`RequestRecord`.  ``headers`` is kept as given (read when a test asks):
+    each door hands over a mapping it does not change afterwards."""
+    # Every request pays for this: fill the frozen record's __dict__ in one step instead of
+    # the generated __init__'s object.__setattr__ per field (a fifth of the cost).
+    entry = _new(RequestRecord)
+    entry.__dict__.update(
+        method=method,
+        path=path,
+        endpoint=endpoint,
+        status=status,
+        at=at,
+        raised=None if raised is None else f"{type(raised).__name__}({str(raised)!r})",
+        _body=body if type(body) is bytes else bytes(body),
+        _answer=answer,
+        _headers=headers,
+    )
+    return entry
+
+
+class RequestLog:
+    """A thread-safe, bounded list of :class:`RequestRecord`, oldest first.
+
+    Bounded like the journal: past ``limit`` records the oldest are dropped
+    (``dropped`` counts them); ``total`` counts every request since the last clear.
+    """
+
+    def __init__(self, limit: int | None = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._entries: deque[RequestRecord] = deque(maxlen=limit)
+        self.limit = limit
+        self.dropped = 0
+        self.total = 0
+
+    def append(self, entry: RequestRecord) -> None:
+        with self._lock:
+            if self.limit is not None and len(self._entries) == self.limit:
+                self.dropped += 1
+            self._entries.append(entry)
+            self.total += 1
+
+    def snapshot(self) -> list[RequestRecord]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self.dropped = 0
+            self.total = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[RequestRecord]:
+        return iter(self.snapshot())
