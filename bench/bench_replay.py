@@ -1,6 +1,8 @@
 """Benchmark 4, replay: one cassette of 1,000 recorded interactions, replayed through the
 plugin's ``@pytest.mark.engagelab_cassette`` and through pytest-recording's
-``@pytest.mark.vcr``.
+``@pytest.mark.vcr``; and 4b, the plugin's cost per replayed request for cassettes of
+100, 1,000 and 10,000 interactions (flat: replay finds each answer by a dictionary
+look-up, not by comparing the request with every recorded one).
 
 The cassette is recorded for real, once, by the plugin (``--engagelab-record-mode=once``)
 against a loopback ``OTPServer`` standing in for EngageLab: 1,000 ``POST
@@ -14,6 +16,11 @@ teardown unpatches), measured by a ``pytest_runtest_protocol`` wrapper.
 The code under test is the same for both; each tool replays with its own
 defaults (the plugin matches method, path and JSON body; pytest-recording
 vcrpy's default: method, scheme, host, port, path and query).
+
+For 4b the cassettes of 100 and 10,000 interactions are made from the recorded
+one (its first interaction, with the recipient and message id varied, so every
+file has the same shape); each size is replayed ``reps`` times after a warm-up,
+and a test's whole time (loading included) is divided by its number of requests.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from bench._common import (
     Row,
     alternate,
     median,
+    micro,
     milli,
     ratio,
     run_pytest,
@@ -47,9 +55,9 @@ URL = os.environ["BENCH_URL"] + "/v1/messages"
 N = int(os.environ["BENCH_N"])
 
 
-def send_all(auth):
+def send_all(auth, n=N):
     with httpx.Client(auth=auth) as client:
-        for i in range(N):
+        for i in range(n):
             body = {"to": f"+6590{i:07d}", "template": {"id": "login", "language": "en"}}
             answer = client.post(URL, json=body)
             assert answer.status_code == 200, answer.text
@@ -92,6 +100,27 @@ def test_replay(rep, contender, request):
         send_all(("test-dev-key", "test-dev-secret"))
 """
 
+_SWEEP = """
+import pytest
+
+from send import send_all
+
+ORDER = {order!r}
+
+
+@pytest.mark.parametrize(
+    ("rep", "size"),
+    [
+        pytest.param(rep, size, marks=pytest.mark.engagelab_cassette(f"sweep/{{size}}"),
+                     id=f"{{rep}}-{{size}}")
+        for rep, size in ORDER
+    ],
+)
+def test_sweep(rep, size, engagelab_cassette):
+    credentials = engagelab_cassette.credentials
+    send_all((credentials.dev_key, credentials.dev_secret), size)
+"""
+
 _CONFTEST = """
 import json
 import os
@@ -120,6 +149,12 @@ def pytest_runtest_protocol(item, nextitem):
 """
 
 
+def stable_url(url: str) -> str:
+    from pytest_engagelab.cassettes.files import stable_url as stable
+
+    return stable(url)
+
+
 def _record(root: Path, interactions: int) -> Path:
     from pytest_engagelab.cassettes import read_cassette
     from pytest_engagelab.doors.server import OTPServer
@@ -146,8 +181,37 @@ def _record(root: Path, interactions: int) -> Path:
     return recorded
 
 
-def measure(interactions: int = 1_000, reps: int = 5) -> list[Row]:
-    """Median time of a test replaying ``interactions`` requests, for each contender."""
+def _sized(recorded: Path, size: int, target: Path) -> None:
+    """A cassette of ``size`` interactions shaped like the first one of ``recorded``."""
+    import copy
+
+    from pytest_engagelab.cassettes import read_cassette
+    from pytest_engagelab.cassettes.files import dump_yaml
+
+    data = read_cassette(recorded)
+    first = data["interactions"][0]
+    interactions = []
+    for i in range(size):
+        interaction = copy.deepcopy(first)
+        body = json.loads(interaction["request"]["body"])
+        body["to"] = f"+6590{i:07d}"
+        interaction["request"]["body"] = json.dumps(body, separators=(",", ":"))
+        answer = json.loads(interaction["response"]["body"]["string"])
+        answer["message_id"] = str(10**18 + i)
+        interaction["response"]["body"]["string"] = json.dumps(answer, separators=(",", ":"))
+        interactions.append(interaction)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(dump_yaml({**data, "interactions": interactions}), encoding="utf-8")
+
+
+def measure(
+    interactions: int = 1_000, reps: int = 5, sizes: tuple[int, ...] | None = None
+) -> list[Row]:
+    """Row 4: median time of a test replaying ``interactions`` requests, for each
+    contender.  Row 4b: the plugin's time per replayed request for each of ``sizes``
+    (default 100, 1,000 and 10,000; ten times ``interactions`` at most when it is small)."""
+    if sizes is None:
+        sizes = (100, 1_000, 10_000) if interactions >= 1_000 else (interactions, 10 * interactions)
     order = alternate(CONTENDERS, reps + 1)  # rep 0 is a warm-up
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         root = Path(tmp)
@@ -164,12 +228,20 @@ def measure(interactions: int = 1_000, reps: int = 5) -> list[Row]:
         recorded = _record(root, interactions)
         copies = root / "cassettes" / "replay"
         copies.mkdir()
+        url = (root / "bench_url").read_text()
+        # The plugin writes a loopback stand-in's URL without its (ephemeral) port;
+        # pytest-recording matches on the port by default, so its copies get it back.
+        with_port = recorded.read_text().replace(stable_url(url) + "/", url + "/")
         for rep, contender in order:
-            shutil.copyfile(recorded, copies / f"{contender.replace('_cassette', '')}-{rep}.yaml")
+            copy = copies / f"{contender.replace('_cassette', '')}-{rep}.yaml"
+            if contender == "engagelab_cassette":
+                shutil.copyfile(recorded, copy)
+            else:
+                copy.write_text(with_port, encoding="utf-8")
         out = root / "times.jsonl"
         env = {
             "BENCH_OUT": str(out),
-            "BENCH_URL": (root / "bench_url").read_text(),
+            "BENCH_URL": url,
             "BENCH_N": str(interactions),
         }
         run_pytest(
@@ -183,7 +255,26 @@ def measure(interactions: int = 1_000, reps: int = 5) -> list[Row]:
             record = json.loads(line)
             if record["rep"] > 0:
                 times[record["contender"]].append(record["seconds"])
+
+        sweep_order = [(rep, size) for rep in range(min(reps, 3) + 1) for size in sizes]
+        for size in sizes:
+            _sized(recorded, size, root / "cassettes" / "sweep" / f"{size}.yaml")
+        (root / "test_sweep.py").write_text(_SWEEP.format(order=sweep_order), encoding="utf-8")
+        out.unlink()
+        run_pytest(
+            ["-q", "-p", "no:cacheprovider", "test_sweep.py"],
+            root,
+            env=env,
+            expect=f"{len(sweep_order)} passed",
+        )
+        per_request: dict[int, list[float]] = {size: [] for size in sizes}
+        for line in out.read_text().splitlines():
+            record = json.loads(line)
+            if record["rep"] > 0:
+                per_request[record["size"]].append(record["seconds"] / record["size"])
     ours, theirs = median(times["engagelab_cassette"]), median(times["pytest-recording"])
+    costs = {size: median(values) for size, values in per_request.items()}
+    smallest, largest = costs[sizes[0]], costs[sizes[-1]]
     return [
         Row(
             "4",
@@ -192,9 +283,20 @@ def measure(interactions: int = 1_000, reps: int = 5) -> list[Row]:
             f"`engagelab_cassette` {milli(ours)}",
             f"pytest-recording `vcr` {milli(theirs)}",
             ratio(ours, theirs),
-            "no slower than pytest-recording",
-            verdict(ours <= theirs),
-        )
+            "at most 0.2x pytest-recording",
+            verdict(ours <= 0.2 * theirs),
+        ),
+        Row(
+            "4b",
+            "Replay: time per request (whole test / requests), cassettes of "
+            + ", ".join(f"{size:,}" for size in sizes)
+            + f" interactions, median of {min(reps, 3)}",
+            ", ".join(f"{size:,}: {micro(costs[size])}" for size in sizes),
+            f"the same plugin at {sizes[0]:,} interactions",
+            ratio(largest, smallest),
+            f"flat: {sizes[-1]:,} within 1.5x of {sizes[0]:,}",
+            verdict(largest <= 1.5 * smallest),
+        ),
     ]
 
 

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 from pytest_engagelab._version import __version__
 
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
-    from pytest_engagelab.cassettes import CassetteError, CassetteMiss, DriftReport, check_drift
+    from pytest_engagelab.cassettes import (
+        CassetteError,
+        CassetteMiss,
+        DriftReport,
+        StaleCassetteWarning,
+        check_drift,
+    )
     from pytest_engagelab.client import AsyncOTPClient, OTPClient, SendResult, VerifyResult
     from pytest_engagelab.doors.controls import MessageCriteria
     from pytest_engagelab.doors.guard import EngageLabGuardError
@@ -64,6 +70,7 @@ __all__ = [
     "SMPPSubmit",
     "SendResult",
     "SentMessage",
+    "StaleCassetteWarning",
     "Template",
     "VerifyResult",
     "__version__",
@@ -102,6 +109,7 @@ _WHERE: dict[str, str] = {
     "SMPPSubmit": "pytest_engagelab.doors.smpp",
     "SendResult": "pytest_engagelab.client",
     "SentMessage": "pytest_engagelab.emulator.journal",
+    "StaleCassetteWarning": "pytest_engagelab.cassettes",
     "Template": "pytest_engagelab.emulator.templates",
     "VerifyResult": "pytest_engagelab.client",
     "check_drift": "pytest_engagelab.cassettes.drift",

@@ -122,7 +122,60 @@ def _parser() -> argparse.ArgumentParser:
         "--smpp-system-id", default=None, help="SMPP system_id to accept (test-smpp)"
     )
     serve.add_argument("--smpp-password", default=None, help="SMPP password to accept (test-pw)")
+    _add_cassettes_commands(commands)
     return parser
+
+
+def _add_cassettes_commands(commands: Any) -> None:
+    """``cassettes diff OLD NEW``: the review of a re-record, for a pull request."""
+    cassettes = commands.add_parser("cassettes", help="cassette tools (diff)")
+    tools = cassettes.add_subparsers(dest="tool", metavar="TOOL")
+    diff = tools.add_parser(
+        "diff",
+        help="what changed in EngageLab's answers between two recordings",
+        description=(
+            "Print what changed in EngageLab's answers from the cassettes OLD to the cassettes "
+            "NEW (two files, or two directories whose cassettes are paired by path, e.g. a git "
+            "worktree of main and your branch): status, error code, fields and their JSON "
+            "types, send_channel. Exit status 0 when no answer changed, 1 when one did, "
+            "2 when a cassette cannot be read."
+        ),
+    )
+    diff.add_argument("old", metavar="OLD", help="the cassette file or directory before")
+    diff.add_argument("new", metavar="NEW", help="the cassette file or directory after")
+    diff.add_argument(
+        "--json", metavar="PATH", default=None, help="also write the review as JSON to PATH"
+    )
+
+
+def _cassettes(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from pytest_engagelab.cassettes.reports import diff_paths, review_json, review_lines
+
+    if args.tool != "diff":
+        print(f"{_PROG} cassettes: name a tool: diff OLD NEW (see --help)", file=sys.stderr)
+        return 2
+    old, new = Path(args.old), Path(args.new)
+    missing = [str(p) for p in (old, new) if not p.exists()]
+    if len(missing) == 2:
+        print(
+            f"{_PROG} cassettes diff: no such file or directory: {', '.join(missing)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        reviews = diff_paths(old, new)
+    except ValueError as error:
+        print(f"{_PROG} cassettes diff: {error}", file=sys.stderr)
+        return 2
+    for line in review_lines(reviews):
+        print(line)
+    if args.json is not None:
+        Path(args.json).write_text(review_json(reviews), encoding="utf-8")
+    if any(review.status == "unreadable" for review in reviews):
+        return 2
+    return 1 if any(review.status in ("changed", "removed") for review in reviews) else 0
 
 
 class _Log:
@@ -226,6 +279,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "cassettes":
+        return _cassettes(args)
     if args.command != "serve":
         parser.print_help(sys.stderr)
         return 2

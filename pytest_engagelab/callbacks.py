@@ -169,6 +169,14 @@ def _hmac(secret: str, timestamp: str, nonce: str, username: str) -> str:
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
+def _signed_with(secret: str, parts: dict[str, str]) -> bool:
+    """Whether ``parts["signature"]`` was made with ``secret`` (constant-time); the
+    expected signature lives only in this hidden frame."""
+    __tracebackhide__ = True
+    expected = _hmac(secret, parts["timestamp"], parts["nonce"], parts["username"])
+    return hmac.compare_digest(expected.encode(), parts["signature"].encode())
+
+
 def sign_callback(*, username: str, secret: str, timestamp: int, nonce: str) -> str:
     """The ``X-CALLBACK-ID`` value EngageLab sends for these parts."""
     if not username or not secret:
@@ -191,7 +199,18 @@ def verify_callback_signature(
     or malformed, names another username, carries a timestamp more than
     ``tolerance`` seconds from ``now`` (default: the wall clock), or its
     signature was not made with ``secret``.  The comparison is constant-time.
+
+    An empty ``secret`` raises ``ValueError`` (as :func:`sign_callback` does): a
+    handler whose secret comes from an unset variable must not accept headers
+    anyone can sign.  Under pytest this frame is hidden from tracebacks, so ``-l``
+    never shows the secret or the signature it expects.
     """
+    __tracebackhide__ = True
+    if not isinstance(secret, str) or not secret:
+        raise ValueError(
+            "verify_callback_signature needs a non-empty secret; an empty one would accept "
+            "headers anyone can sign (is the variable holding it unset?)"
+        )
     if not header:
         raise CallbackSignatureError(f"missing {CALLBACK_HEADER} header")
     parts: dict[str, str] = {}
@@ -221,8 +240,7 @@ def verify_callback_signature(
             f"stale timestamp: {timestamp} is {abs(current - timestamp):.0f}s from now "
             f"(tolerance {tolerance}s)"
         )
-    expected = _hmac(secret, parts["timestamp"], parts["nonce"], parts["username"])
-    if not hmac.compare_digest(expected.encode(), parts["signature"].encode()):
+    if not _signed_with(secret, parts):
         raise CallbackSignatureError("signature mismatch: not signed with this secret")
     return CallbackSignature(timestamp, parts["nonce"], parts["username"], parts["signature"])
 

@@ -242,6 +242,7 @@ class _Credentials:
     __slots__ = ("_header", "_key_length")
 
     def __init__(self, dev_key: str, dev_secret: str) -> None:
+        __tracebackhide__ = True  # -l must not show dev_secret
         self._header = basic_authorization(dev_key, dev_secret)
         self._key_length = len(dev_key)
 
@@ -283,6 +284,7 @@ class _BaseOTPClient:
         timeout: float | httpx.Timeout,
         owns_http_client: bool,
     ) -> None:
+        __tracebackhide__ = True  # -l must not show dev_secret
         if not isinstance(dev_key, str) or not isinstance(dev_secret, str):
             raise ValueError("dev_key and dev_secret must be strings")
         self._dev_key = dev_key
@@ -392,6 +394,7 @@ class OTPClient(_BaseOTPClient):
         timeout: float | httpx.Timeout = 10.0,
         http_client: httpx.Client | None = None,
     ) -> None:
+        __tracebackhide__ = True  # -l must not show dev_secret
         super().__init__(
             dev_key,
             dev_secret,
@@ -490,6 +493,7 @@ class AsyncOTPClient(_BaseOTPClient):
         timeout: float | httpx.Timeout = 10.0,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
+        __tracebackhide__ = True  # -l must not show dev_secret
         super().__init__(
             dev_key,
             dev_secret,

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 _CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
 _CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
 _ACTIVE_KEY = pytest.StashKey["ActiveCassette"]()
+#: Under xdist: the tests that share a cassette with another, and the message for each.
+_SHARED_KEY = pytest.StashKey[dict[str, str]]()
 _CASSETTE_MARKER = (
     "engagelab_cassette(name=None): run this test on a vcrpy cassette (YAML, under the ini "
     "option engagelab_cassette_dir): otp_client, otp_async_client and any httpx request go "
@@ -127,6 +129,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    parser.addini(
+        "engagelab_cassette_max_age",
+        help="warn when a replayed cassette was recorded longer ago than this (90d, 12w, 36h; "
+        "default off)",
+        type="string",
+        default="",
+    )
+    group.addoption(
+        "--engagelab-review",
+        dest="engagelab_review",
+        metavar="PATH",
+        default=None,
+        help="also write the review of re-recorded cassettes (what changed in EngageLab's "
+        "answers) to PATH as JSON",
+    )
     # -- end cassettes -------------------------------------------------------------------------
     # -- guard ---------------------------------------------------------------------------------
     group.addoption(
@@ -206,9 +223,13 @@ def pytest_configure(config: pytest.Config) -> None:
             extra_secrets=config.getini("engagelab_extra_secrets"),
             environ=os.environ,
             default_base_url=settings.base_url,
+            max_age=str(config.getini("engagelab_cassette_max_age")),
         )
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+    reviews = config.stash[_CASSETTES_KEY].records or config.getoption("engagelab_review", None)
+    if reviews and not hasattr(config, "workerinput"):  # under xdist, the controller reviews
+        config.pluginmanager.register(_Reviews(config), "engagelab-cassette-review")
     # -- end cassettes -------------------------------------------------------------------------
     # -- guard ---------------------------------------------------------------------------------
     config.addinivalue_line("markers", _LIVE_MARKER)
@@ -258,6 +279,9 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Check ``@pytest.mark.engagelab`` on every test that carries it, fixture or not."""
     if item.get_closest_marker("engagelab") is not None:
         _marker_settings(item, item.config.stash[_SETTINGS_KEY])
+    shared = item.config.stash.get(_SHARED_KEY, {}).get(item.nodeid)  # -- cassettes --
+    if shared is not None:
+        pytest.fail(shared, pytrace=False)
 
 
 @pytest.fixture
@@ -541,6 +565,8 @@ def pytest_runtest_makereport(
         if call.excinfo.errisinstance(CassetteMiss):
             report.longrepr = miss_report(call.excinfo, item.path)
     active = item.stash.get(_ACTIVE_KEY, None)
+    if active is not None and report.when == "teardown":
+        _save_cassette(item, active, report)
     if active is not None:  # real credentials may be about: keep them out of reports
         from pytest_engagelab.cassettes.reports import scrub_report
 
@@ -548,13 +574,91 @@ def pytest_runtest_makereport(
     return report
 
 
+def _save_cassette(item: pytest.Item, active: ActiveCassette, report: pytest.TestReport) -> None:
+    """Write the cassette once the test passed and so did its whole teardown (every
+    fixture's): a test that errors in teardown writes nothing.  The review of what
+    changed rides on the teardown report, so it reaches the controller under xdist."""
+    call = item.stash.get(_CALL_REPORT_KEY, None)
+    written = False
+    if not (report.passed and call is not None and call.passed):
+        active.discard()
+    else:
+        try:
+            review = active.save()
+        except Exception as error:  # CassetteError: the file could not be written
+            report.outcome = "failed"
+            report.longrepr = str(error)
+            review = None
+        if review is not None:
+            report.engagelab_review = review.as_json()  # type: ignore[attr-defined]
+            written = review.status != "kept"
+    counts = item.config.stash.get(_COUNTS_KEY, None)  # -- guard: the summary line
+    if counts is not None and active.started:
+        if written:
+            counts.recorded += 1
+        else:
+            counts.replayed += 1
+
+
+class _Reviews:
+    """The review of every cassette recorded in this session (from this process or an
+    xdist worker): printed at the end, written as JSON on request.  A plugin object, so
+    its hooks see the config."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.reviews: list[dict[str, Any]] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        review = getattr(report, "engagelab_review", None)
+        if review is not None and report.when == "teardown":
+            self.reviews.append(review)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.reviews:
+            return
+        from pytest_engagelab.cassettes.reports import CassetteReview, review_lines
+
+        terminalreporter.section("engagelab cassette review")
+        for line in review_lines([CassetteReview.from_json(r) for r in self.reviews]):
+            terminalreporter.write_line(line)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """``--engagelab-review=PATH``: the same review as JSON (an empty one when nothing
+        was recorded)."""
+        target = self.config.getoption("engagelab_review", None)
+        if not target:
+            return
+        from pathlib import Path
+
+        from pytest_engagelab.cassettes.reports import CassetteReview, review_json
+
+        path = Path(target)
+        if not path.is_absolute():
+            path = self.config.invocation_params.dir / path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        reviews = [CassetteReview.from_json(r) for r in self.reviews]
+        path.write_text(review_json(reviews), encoding="utf-8")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Recording: two tests on one cassette would overwrite each other; refuse at once."""
+    """Recording: two tests on one cassette would overwrite each other; refuse at once.
+
+    Under xdist a worker cannot stop the run with a usage error (the controller
+    shows an INTERNALERROR), so there each such test fails at setup with the message.
+    """
     settings = config.stash[_CASSETTES_KEY]
-    if settings.records:
-        problem = shared_cassettes(settings.directory, config.rootpath, items)
-        if problem is not None:
-            raise pytest.UsageError(problem)
+    if not settings.records:
+        return
+    problems = shared_cassettes(
+        settings.directory, config.rootpath, items, secrets=settings.secrets
+    )
+    if not problems:
+        return
+    if hasattr(config, "workerinput"):
+        config.stash[_SHARED_KEY] = problems
+        return
+    raise pytest.UsageError(next(iter(problems.values())))
 
 
 def pytest_collection(session: pytest.Session) -> bool | None:
@@ -582,7 +686,9 @@ def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> Active
     rootdir = request.config.rootpath
     problem = None
     try:
-        path = cassette_path(settings.directory, rootdir, node.path, node.nodeid, marker)
+        path = cassette_path(
+            settings.directory, rootdir, node.path, node.nodeid, marker, secrets=settings.secrets
+        )
     except ValueError as error:
         problem = str(error)
     if problem is not None:
@@ -606,8 +712,8 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
     Active for the whole test: every httpx request (``otp_client``,
     ``otp_async_client``, the code under test) is replayed from the cassette, or
     recorded when ``--engagelab-record-mode`` allows it.  The cassette is written
-    (atomically, scrubbed) only when the test passes.  Its ``path``,
-    ``record_mode`` and ``credentials`` are there to read.
+    (atomically, scrubbed) only when the test, its setup and its whole teardown
+    pass.  Its ``path``, ``record_mode`` and ``credentials`` are there to read.
     """
     marker = request.node.get_closest_marker("engagelab_cassette")
     if marker is None:
@@ -626,25 +732,17 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
     host = _guard.host_of(active.credentials.base_url) if active.recording else None
     if host:
         guard.allow(host)
-    try:
+    try:  # from here on httpx is patched: whatever happens, stop() unpatches it
+        stale = active.stale_message(request.config.stash[_CASSETTES_KEY].max_age)
+        if stale is not None:  # -W error::...StaleCassetteWarning raises here
+            from pytest_engagelab.cassettes.errors import StaleCassetteWarning
+
+            request.node.warn(StaleCassetteWarning(stale))
         yield active
     finally:
         if host:
             guard.disallow(host)
-        passed = request.node.stash.get(_CALL_REPORT_KEY, None)
-        cassette = active.cassette
-        recorded = bool(getattr(cassette, "dirty", False))
-        try:
-            active.stop(save=passed is not None and passed.passed)
-        except Exception as error:  # CassetteError: the file could not be written
-            problem = str(error)
-        counts = request.config.stash[_COUNTS_KEY]  # -- guard: the summary line
-        if recorded and passed is not None and passed.passed and problem is None:
-            counts.recorded += 1
-        elif cassette is not None:
-            counts.replayed += 1
-        if problem is not None:
-            pytest.fail(problem, pytrace=False)
+        active.stop()  # written, or not, by pytest_runtest_makereport after the teardown
 
 
 # -- end cassettes -----------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from pytest_engagelab.cassettes.credentials import (
     Credentials,
     recording_credentials,
 )
-from pytest_engagelab.cassettes.errors import CassetteError, CassetteMiss
+from pytest_engagelab.cassettes.errors import CassetteError, CassetteMiss, StaleCassetteWarning
 from pytest_engagelab.cassettes.files import (
     CASSETTE_FORMAT_VERSION,
     AtomicPersister,
@@ -66,6 +66,7 @@ __all__ = [
     "DriftReport",
     "InteractionDrift",
     "Scrubber",
+    "StaleCassetteWarning",
     "cassette_file_name",
     "cassette_path",
     "check_drift",

@@ -14,8 +14,6 @@ DEV_SECRET_ENV: Final = "ENGAGELAB_DEV_SECRET"
 BASE_URL_ENV: Final = "ENGAGELAB_BASE_URL"
 
 
-
-
 @dataclass(frozen=True)
 class Credentials:
     """What ``otp_client`` talks with: a dev key, a secret and a base URL."""

@@ -1,9 +1,12 @@
-"""The cassette kit's two exceptions: a file that cannot be used, a request it cannot answer."""
+"""The cassette kit's exceptions (a file that cannot be used, a request it cannot answer) and
+its warning (a cassette recorded too long ago)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import pytest
 
 
 class CassetteError(Exception):
@@ -22,3 +25,8 @@ class CassetteMiss(Exception):
     no retry loop swallows it); the message names the cassette file, the
     request, the closest recorded request and the command that records it.
     """
+
+
+class StaleCassetteWarning(pytest.PytestWarning):
+    """A replayed cassette was recorded longer ago than ``engagelab_cassette_max_age``;
+    the message says when and gives the command that records it again."""

@@ -41,8 +41,10 @@ class Scrubber:
         *,
         extra_secrets: Iterable[str] = (),
         redact_recipients: bool = False,
+        credentials_are_secret: bool = True,
     ) -> None:
         self._authorization = basic_authorization(dev_key, dev_secret)
+        extra_secrets = tuple(extra_secrets)
         named = {
             "key": dev_key,
             "secret": dev_secret,
@@ -60,6 +62,10 @@ class Scrubber:
         # Longest first, so that "key:secret" goes before "key" eats part of it.
         self._forms = sorted(forms.items(), key=lambda item: len(item[0]), reverse=True)
         self.redacts_recipients = redact_recipients
+        # What pytest may show shortened ('abc...xyz') or cut: every run of FRAGMENT
+        # characters of a real secret (the emulator's placeholder credentials are none).
+        real = [*named.values()] if credentials_are_secret else []
+        self._fragments = _fragments([*real, *extra_secrets])
 
     def __repr__(self) -> str:
         return f"Scrubber(secrets={len(self._forms)}, redact_recipients={self.redacts_recipients})"
@@ -84,6 +90,12 @@ class Scrubber:
                 data = data.replace(secret.encode("utf-8"), placeholder.encode("utf-8"))
             return data
 
+    def report_text(self, text: str) -> str:
+        """:meth:`text`, then every run of 8 or more characters of a secret masked too:
+        for what pytest prints (``-l`` locals, ``assert a == b`` lines, captured output),
+        where a long value may be shown shortened (``abc...xyz``) or cut."""
+        return mask_fragments(self.text(text), self._fragments)
+
     def leaks(self, text: str) -> bool:
         """Whether ``text`` still holds a secret (the persister's last check)."""
         return any(secret in text for secret, _ in self._forms)
@@ -95,20 +107,17 @@ class Scrubber:
         return OTHER_AUTHORIZATION_PLACEHOLDER
 
     def request(self, request: Any) -> Any:
-        """vcrpy's ``before_record_request``: a scrubbed copy of a ``vcr.request.Request``."""
-        import copy
-
-        scrubbed = copy.deepcopy(request)
-        scrubbed.uri = self.text(scrubbed.uri)
-        scrubbed.body = self.data(scrubbed.body)
+        """vcrpy's ``before_record_request``: a scrubbed copy of a ``vcr.request.Request``
+        (a new request built from scrubbed parts; the original is left alone)."""
         headers = {}
-        for name, value in scrubbed.headers.items():
+        for name, value in request.headers.items():
             if name.lower() == "authorization":
                 headers[name] = self.authorization(str(value))
             else:
                 headers[name] = self.text(str(value))
-        scrubbed.headers = headers
-        return scrubbed
+        return type(request)(
+            request.method, self.text(request.uri), self.data(request.body), headers
+        )
 
     def response(self, response: dict[str, Any]) -> dict[str, Any]:
         """vcrpy's ``before_record_response``: the recorded response dict, scrubbed."""
@@ -148,4 +157,62 @@ def _escaped_forms(value: str) -> set[str]:
         urllib.parse.quote_plus(value, safe="/"),
     }
     url_forms |= {_PERCENT_ESCAPE.sub(lambda match: match.group(0).lower(), f) for f in url_forms}
-    return {value} | json_forms | url_forms
+    # A Python repr inside a message ("invalid value 'a\\b'"), as is and JSON-escaped.
+    python = repr(value)[1:-1]
+    repr_forms = {python, json.dumps(python)[1:-1], json.dumps(python, ensure_ascii=False)[1:-1]}
+    return {value} | json_forms | url_forms | repr_forms
+
+
+# -- fragments: what a shortened or cut value still shows --------------------------------------
+
+#: The shortest run of a secret's characters that is masked in reports and file names.
+FRAGMENT: Final = 8
+#: What such a run becomes.
+FRAGMENT_PLACEHOLDER: Final = "<SECRET_PART>"
+
+
+def _fragments(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(
+        value[start : start + FRAGMENT]
+        for value in values
+        for start in range(len(value) - FRAGMENT + 1)
+    )
+
+
+def mask_fragments(
+    text: str, fragments: frozenset[str], placeholder: str = FRAGMENT_PLACEHOLDER
+) -> str:
+    """``text`` with every run of characters made of overlapping ``fragments`` replaced by
+    ``placeholder`` (one per run)."""
+    if not fragments or len(text) < FRAGMENT:
+        return text
+    spans: list[tuple[int, int]] = []
+    for fragment in fragments:
+        start = text.find(fragment)
+        while start != -1:
+            spans.append((start, start + FRAGMENT))
+            start = text.find(fragment, start + 1)
+    if not spans:
+        return text
+    spans.sort()
+    pieces: list[str] = []
+    position = 0
+    run_start, run_end = spans[0]
+    for start, end in spans[1:]:
+        if start <= run_end:
+            run_end = max(run_end, end)
+            continue
+        pieces += [text[position:run_start], placeholder]
+        position = run_end
+        run_start, run_end = start, end
+    pieces += [text[position:run_start], placeholder, text[run_end:]]
+    return "".join(pieces)
+
+
+def mask_in_name(name: str, secrets: Iterable[str]) -> str:
+    """``name`` (a test's name, for a file name) with each secret, and each run of 8 or
+    more of its characters, replaced by ``REDACTED``."""
+    values = sorted((s for s in secrets if s), key=len, reverse=True)
+    for value in values:
+        name = name.replace(value, "REDACTED")
+    return mask_fragments(name, _fragments(values), "REDACTED")

@@ -3,6 +3,8 @@ file and the environment."""
 
 from __future__ import annotations
 
+import datetime
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +34,44 @@ class CassetteSettings:
     extra_secrets: tuple[str, ...] = field(default=(), repr=False)
     #: The real credentials from the environment, when recording; ``None`` when replaying.
     recording: Credentials | None = None
+    #: ``engagelab_cassette_max_age``: replaying a cassette recorded longer ago warns.
+    max_age: datetime.timedelta | None = None
 
     @property
     def records(self) -> bool:
         """Whether this run may send requests to the real endpoint."""
         return self.record_mode != "none"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must not reach a file name: the recording credentials (in
+        each form) and the extra secrets."""
+        values = list(self.extra_secrets)
+        if self.recording is not None:
+            key, secret = self.recording.dev_key, self.recording.dev_secret
+            values += [key, secret, f"{key}:{secret}", basic_token(key, secret)]
+        return tuple(values)
+
+
+_AGE_UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE: Final = re.compile(r"\s*([0-9]+)\s*([smhdw]?)\s*", re.IGNORECASE)
+
+
+def parse_max_age(text: str) -> datetime.timedelta | None:
+    """The ini option ``engagelab_cassette_max_age``: ``90d``, ``12w``, ``36h``, ``45m``,
+    ``600s`` (a bare number is days); empty, ``0`` or ``off``: no limit.  ``ValueError``
+    with the one-line message otherwise."""
+    word = text.strip().lower()
+    if word in ("", "0", "off", "none", "false"):
+        return None
+    match = _AGE.fullmatch(word)
+    if match is None:
+        raise ValueError(
+            f"pytest-engagelab: ini option engagelab_cassette_max_age = {text!r} is not an "
+            "age; use a number and a unit, such as 90d, 12w, 36h (or off)"
+        )
+    seconds = int(match.group(1)) * _AGE_UNITS[match.group(2) or "d"]
+    return datetime.timedelta(seconds=seconds) if seconds else None
 
 
 _TRUE: Final = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -52,6 +87,7 @@ def cassette_settings(
     extra_secrets: Iterable[str],
     environ: Mapping[str, str],
     default_base_url: str,
+    max_age: str = "",
 ) -> CassetteSettings:
     """Check and combine the cassette options; raises ``ValueError`` with a one-line message.
 
@@ -91,6 +127,7 @@ def cassette_settings(
         redact_recipients=_TRUE[word],
         extra_secrets=tuple(secrets),
         recording=recording,
+        max_age=parse_max_age(max_age),
     )
 
 
