@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
@@ -163,10 +163,99 @@ def _marker_settings(node: pytest.Item, base: EngageLabSettings) -> EngageLabSet
     return settings
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Check ``@pytest.mark.engagelab`` on every test that carries it, fixture or not."""
-    if item.get_closest_marker("engagelab") is not None:
-        _marker_settings(item, item.config.stash[_SETTINGS_KEY])
+@pytest.fixture
+def _engagelab_marker_check(request: pytest.FixtureRequest) -> None:
+    """Check ``@pytest.mark.engagelab`` on a test that carries it, fixture of ours or not.
+
+    Given at collection to the marked tests only (see :func:`_plan`), not run as a
+    hook for every test.
+    """
+    _marker_settings(request.node, request.config.stash[_SETTINGS_KEY])
+
+
+# -- what a test of the kit costs: nothing for the others -----------------------------------
+# No autouse fixture and no per-test hook at load: at collection, the fixtures below are
+# added to the tests that carry a marker of ours or use otp_server_session, and the report
+# hook is registered by the first fixture of ours that needs it.  A suite that never uses
+# the kit runs the same function calls per test as with ``-p no:engagelab``.
+
+_OUR_MARKERS: Final = frozenset({"engagelab", "engagelab_cassette"})
+_REPORTS_PLUGIN: Final = "engagelab-reports"
+#: The fixtures a marked test gets first, each with the marker that asks for it.
+_FIRST: Final = (
+    ("_engagelab_marker_check", "engagelab"),
+    ("engagelab_cassette", "engagelab_cassette"),
+)
+
+
+def _plan(items: list[pytest.Item]) -> None:
+    """Give each test the fixtures its markers and ``otp_server_session`` need.
+
+    Cheap for a test without them: an attribute read and two membership tests
+    (markers of a module or class are looked up once per module or class).
+    """
+    parent: object = None
+    inherited: frozenset[str] = frozenset()
+    for item in items:
+        if item.parent is not parent:
+            parent = item.parent
+            inherited = _markers_above(item)
+        try:
+            names = item.fixturenames  # type: ignore[attr-defined]
+        except AttributeError:  # not a test function (another plugin's item): nothing to add
+            continue
+        marks = inherited
+        if item.own_markers:
+            marks = marks | {mark.name for mark in item.own_markers}
+        if marks & _OUR_MARKERS:
+            # First, as an autouse fixture would have run: the marker is checked, and the
+            # cassette active, before the test's own fixtures are set up.
+            first = [name for name, marker in _FIRST if marker in marks]
+            if names[: len(first)] != first:
+                names[:] = [*first, *(name for name in names if name not in first)]
+        if "otp_server_session" in names and _PER_TEST_RESET not in names:
+            # Right after the session server: reset before the test's own fixtures use it.
+            names.insert(names.index("otp_server_session") + 1, _PER_TEST_RESET)
+
+
+def _markers_above(item: pytest.Item) -> frozenset[str]:
+    """The names of our markers on the item's module, class and other parents."""
+    found: set[str] = set()
+    node = item.parent
+    while node is not None:
+        found.update(mark.name for mark in node.own_markers)
+        node = node.parent
+    return frozenset(found & _OUR_MARKERS)
+
+
+class _Reports:
+    """The report hook, registered by the first fixture of ours that needs it."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if report.when == "call":
+            item.stash[_CALL_REPORT_KEY] = report
+        if call.excinfo is not None and report.failed:
+            from pytest_engagelab.cassettes.errors import CassetteMiss
+            from pytest_engagelab.cassettes.reports import miss_report
+
+            if call.excinfo.errisinstance(CassetteMiss):
+                report.longrepr = miss_report(call.excinfo, item.path)
+        active = item.stash.get(_ACTIVE_KEY, None)
+        if active is not None:  # real credentials may be about: keep them out of reports
+            from pytest_engagelab.cassettes.reports import scrub_report
+
+            scrub_report(report, active.scrubber)
+        return report
+
+
+def _watch_reports(config: pytest.Config) -> None:
+    """Start reading test reports (a passed call, a cassette miss, secrets to scrub)."""
+    if not config.pluginmanager.has_plugin(_REPORTS_PLUGIN):
+        config.pluginmanager.register(_Reports(), _REPORTS_PLUGIN)
 
 
 @pytest.fixture
@@ -202,6 +291,7 @@ def otp_mock(
     from pytest_engagelab.doors.mock import OTPMock
 
     settings = _marker_settings(request.node, engagelab_settings)
+    _watch_reports(request.config)
     mock = OTPMock(settings.build_emulator(), base_url=settings.base_url)
     with mock:
         yield mock
@@ -291,29 +381,11 @@ _CASSETTE_AND_MOCK = (
 )
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.when == "call":
-        item.stash[_CALL_REPORT_KEY] = report
-    if call.excinfo is not None and report.failed:
-        from pytest_engagelab.cassettes.errors import CassetteMiss
-        from pytest_engagelab.cassettes.reports import miss_report
-
-        if call.excinfo.errisinstance(CassetteMiss):
-            report.longrepr = miss_report(call.excinfo, item.path)
-    active = item.stash.get(_ACTIVE_KEY, None)
-    if active is not None:  # real credentials may be about: keep them out of reports
-        from pytest_engagelab.cassettes.reports import scrub_report
-
-        scrub_report(report, active.scrubber)
-    return report
-
-
+@pytest.hookimpl(trylast=True)  # after the hooks that add markers or deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Recording: two tests on one cassette would overwrite each other; refuse at once."""
+    """Give the tests of the kit their fixtures (:func:`_plan`).  Recording: two tests on one
+    cassette would overwrite each other; refuse at once."""
+    _plan(items)
     settings = config.stash[_CASSETTES_KEY]
     if settings.records:
         problem = shared_cassettes(settings.directory, config.rootpath, items)
@@ -363,7 +435,7 @@ def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> Active
     )
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassette | None]:
     """The vcrpy cassette of a test marked ``@pytest.mark.engagelab_cassette``, else ``None``.
 
@@ -377,6 +449,7 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
     if marker is None:
         yield None
         return
+    _watch_reports(request.config)
     active = _cassette_for(request, marker)
     request.node.stash[_ACTIVE_KEY] = active
     problem = None
@@ -425,6 +498,7 @@ def otp_server(
     from pytest_engagelab.doors.server import OTPServer
 
     settings = _marker_settings(request.node, engagelab_settings)
+    _watch_reports(request.config)
     with OTPServer(settings.build_emulator()) as server:
         yield server
     _check_all_fired(request, server, settings, "otp_server")
@@ -450,12 +524,16 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
         yield server
 
 
-@pytest.fixture(autouse=True)
+_PER_TEST_RESET: Final = "_engagelab_session_server_per_test"
+
+
+@pytest.fixture
 def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Reset ``otp_server_session`` before each test that uses it; check its injections after."""
-    if "otp_server_session" not in request.fixturenames:
-        yield
-        return
+    """Reset ``otp_server_session`` before each test that uses it; check its injections after.
+
+    Given at collection to the tests that use ``otp_server_session`` (see :func:`_plan`).
+    """
+    _watch_reports(request.config)
     server: OTPServer = request.getfixturevalue("otp_server_session")
     base = request.config.stash[_SETTINGS_KEY]
     settings = _marker_settings(request.node, base)
