@@ -151,21 +151,65 @@ def _targets(targets: tuple[str, ...], methods: tuple[str, ...]) -> tuple[tuple[
 
 def _start(router: _UnrecordedRouter) -> None:
     """``router.start()``, with the patching done by :class:`_Patch`: what respx does,
-    at a fraction of the cost, which every test using ``otp_mock`` pays."""
+    at a fraction of the cost, which every test using ``otp_mock`` pays.
+
+    The patched ``_transport_for_url`` is the hot path of every request: a request
+    to a started mock's base URL gets that mock's transport straight away (no
+    ``MockTransport``/``TryTransport`` built per request, as respx's own patch
+    does); any other request gets what it would have got without the mock, or,
+    while another respx router is registered, what respx's patch gives it.
+    """
     mocker = Mocker.registry.get("httpx")
     if mocker is None:
         router.start()
         return
     patches = getattr(mocker, "_patches", None)
+    routers = getattr(mocker, "routers", None)
     targets = _targets(tuple(mocker.targets), tuple(mocker.target_methods))
-    if not targets or not isinstance(patches, list) or patches:
+    if not targets or not isinstance(patches, list) or patches or not isinstance(routers, list):
         router.start()  # patched already by another respx router (cheap), or unexpected
         return
     router.Mocker = mocker
     mocker.register(router)
     for owner, method in targets:
-        new = mocker.mock(vars(owner)[method])  # type: ignore[no-untyped-call]
-        patches.append(_Patch(owner, method, new))
+        original = vars(owner)[method]
+        respx_patch = mocker.mock(original)  # type: ignore[no-untyped-call]
+        patches.append(_Patch(owner, method, _fast_path(owner, original, respx_patch, routers)))
+
+
+def _fast_path(
+    owner: type,
+    original: Callable[..., object],
+    respx_patch: Callable[..., object],
+    routers: list[object],
+) -> Callable[..., object]:
+    """``owner._transport_for_url`` while mocks are started (see :func:`_start`)."""
+    asynchronous = issubclass(owner, httpx.AsyncClient)
+
+    def _transport_for_url(self: object, url: httpx.URL) -> object:
+        for mock in _DOORS._started:
+            if mock._path_if_ours(url) is not None:
+                return mock._async_transport if asynchronous else mock._transport
+        if len(routers) > 1:  # another respx router is registered: respx's own way
+            return respx_patch(self, url)
+        return original(self, url)
+
+    return _transport_for_url
+
+
+class _Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """A started mock's answer to every request under its base URL."""
+
+    def __init__(self, mock: OTPMock) -> None:
+        self._mock = mock
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        return self._mock._answer_url(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return self._mock._answer_url(request)
 
 
 @functools.lru_cache(maxsize=64)
@@ -196,6 +240,7 @@ class OTPMock(EmulatorControls):
         super().__init__(emulator if emulator is not None else Emulator(), base_url)
         self._origin, self._base_path = _parsed_base_url(self.base_url)
         self._started = False
+        self._transport = self._async_transport = _Transport(self)
 
     def __repr__(self) -> str:
         sent = len(self.emulator.journal)
@@ -227,6 +272,12 @@ class OTPMock(EmulatorControls):
             return None
         return path[len(base_path) :] or "/"
 
+    def _answer_url(self, request: httpx.Request) -> httpx.Response:
+        path = self._path_if_ours(request.url)
+        if path is None:  # not reached: the fast path picked this mock for this URL
+            raise AllMockedAssertionError(f"RESPX: {request!r} not mocked!")
+        return self._answer(request, path)
+
     def _answer(self, request: httpx.Request, path: str) -> httpx.Response:
         outcome = self.emulator.handle(
             request.method, path, request.headers, request.read(), request=request
@@ -236,6 +287,14 @@ class OTPMock(EmulatorControls):
             if isinstance(exception, httpx.RequestError):
                 exception.request = request
             raise exception
-        return httpx.Response(
-            outcome.status, headers=list(outcome.headers), content=outcome.body, request=request
+        # What ``httpx.Response(status, headers=..., content=body)`` builds, without
+        # its content-header defaults pass (a KeyError per response).
+        body = outcome.body
+        headers = list(outcome.headers)
+        if not any(name == "content-length" for name, _ in headers):
+            headers.append(("Content-Length", str(len(body))))
+        response = httpx.Response(
+            outcome.status, headers=headers, stream=httpx.ByteStream(body), request=request
         )
+        response.read()
+        return response
