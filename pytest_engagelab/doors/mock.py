@@ -189,7 +189,7 @@ def _fast_path(
     def _transport_for_url(self: object, url: httpx.URL) -> object:
         for mock in _DOORS._started:
             if mock._path_if_ours(url) is not None:
-                return mock._async_transport if asynchronous else mock._transport
+                return mock._transport
         if len(routers) > 1:  # another respx router is registered: respx's own way
             return respx_patch(self, url)
         return original(self, url)
@@ -240,7 +240,10 @@ class OTPMock(EmulatorControls):
         super().__init__(emulator if emulator is not None else Emulator(), base_url)
         self._origin, self._base_path = _parsed_base_url(self.base_url)
         self._started = False
-        self._transport = self._async_transport = _Transport(self)
+        # Made on start and dropped on stop: it refers back to this mock, and a stopped
+        # mock (with its journal) must be freed as soon as the test lets go of it, not
+        # at the next full garbage collection.
+        self._transport: _Transport | None = None
 
     def __repr__(self) -> str:
         sent = len(self.emulator.journal)
@@ -254,6 +257,7 @@ class OTPMock(EmulatorControls):
     def start(self) -> None:
         """Start intercepting httpx requests to ``base_url``."""
         if not self._started:
+            self._transport = _Transport(self)
             _DOORS.add(self)
             self._started = True
 
@@ -262,6 +266,7 @@ class OTPMock(EmulatorControls):
         if self._started:
             _DOORS.remove(self)
             self._started = False
+            self._transport = None
 
     def _path_if_ours(self, url: httpx.URL) -> str | None:
         if (url.scheme, url.host, url.port) != self._origin:
