@@ -174,17 +174,16 @@ def _start(router: _UnrecordedRouter) -> None:
     for owner, method in targets:
         original = vars(owner)[method]
         respx_patch = mocker.mock(original)  # type: ignore[no-untyped-call]
-        patches.append(_Patch(owner, method, _fast_path(owner, original, respx_patch, routers)))
+        patches.append(_Patch(owner, method, _fast_path(original, respx_patch, routers)))
 
 
 def _fast_path(
-    owner: type,
     original: Callable[..., object],
     respx_patch: Callable[..., object],
     routers: list[object],
 ) -> Callable[..., object]:
-    """``owner._transport_for_url`` while mocks are started (see :func:`_start`)."""
-    asynchronous = issubclass(owner, httpx.AsyncClient)
+    """``_transport_for_url`` of httpx's clients while mocks are started (see :func:`_start`);
+    the mock's transport answers sync and async clients alike."""
 
     def _transport_for_url(self: object, url: httpx.URL) -> object:
         for mock in _DOORS._started:
