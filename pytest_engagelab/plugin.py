@@ -252,10 +252,15 @@ class _Reports:
         return report
 
 
+_WATCHING_KEY = pytest.StashKey[bool]()
+
+
 def _watch_reports(config: pytest.Config) -> None:
     """Start reading test reports (a passed call, a cassette miss, secrets to scrub)."""
-    if not config.pluginmanager.has_plugin(_REPORTS_PLUGIN):
-        config.pluginmanager.register(_Reports(), _REPORTS_PLUGIN)
+    if not config.stash.get(_WATCHING_KEY, False):
+        if not config.pluginmanager.has_plugin(_REPORTS_PLUGIN):
+            config.pluginmanager.register(_Reports(), _REPORTS_PLUGIN)
+        config.stash[_WATCHING_KEY] = True
 
 
 @pytest.fixture

@@ -172,18 +172,16 @@ def _start(router: _UnrecordedRouter) -> None:
     router.Mocker = mocker
     mocker.register(router)
     for owner, method in targets:
-        original = vars(owner)[method]
-        respx_patch = mocker.mock(original)  # type: ignore[no-untyped-call]
-        patches.append(_Patch(owner, method, _fast_path(original, respx_patch, routers)))
+        patches.append(_Patch(owner, method, _fast_path(vars(owner)[method], mocker)))
 
 
-def _fast_path(
-    original: Callable[..., object],
-    respx_patch: Callable[..., object],
-    routers: list[object],
-) -> Callable[..., object]:
+@functools.lru_cache(maxsize=16)
+def _fast_path(original: Callable[..., object], mocker: type[Mocker]) -> Callable[..., object]:
     """``_transport_for_url`` of httpx's clients while mocks are started (see :func:`_start`);
-    the mock's transport answers sync and async clients alike."""
+    the mock's transport answers sync and async clients alike.  Made once per original
+    method, not on every start."""
+    respx_patch = mocker.mock(original)  # type: ignore[no-untyped-call]
+    routers = mocker.routers
 
     def _transport_for_url(self: object, url: httpx.URL) -> object:
         for mock in _DOORS._started:
