@@ -12,9 +12,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from pytest_engagelab.cassettes.credentials import Credentials
-from pytest_engagelab.cassettes.files import cassette_path, shared_cassettes
-from pytest_engagelab.cassettes.settings import RECORD_MODES, CassetteSettings, cassette_settings
 from pytest_engagelab.emulator.settings import (
     INI_OPTIONS,
     MARKER_KEYWORDS,
@@ -26,7 +23,9 @@ from pytest_engagelab.emulator.settings import (
 # -- start-up cost: the emulator, its doors and the clients (with httpx, respx, asyncio) are
 # imported by the fixtures that use them, not when pytest loads the plugin (bench row 3).
 if TYPE_CHECKING:
+    from pytest_engagelab.cassettes.credentials import Credentials
     from pytest_engagelab.cassettes.recorder import ActiveCassette
+    from pytest_engagelab.cassettes.settings import CassetteSettings
     from pytest_engagelab.client import AsyncOTPClient, OTPClient
     from pytest_engagelab.doors.controls import EmulatorControls
     from pytest_engagelab.doors.mock import OTPMock
@@ -34,7 +33,12 @@ if TYPE_CHECKING:
 
 # -- cassettes ---------------------------------------------------------------------------------
 
-_CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
+_CASSETTES_KEY = pytest.StashKey["CassetteSettings"]()
+#: ``pytest_engagelab.cassettes.settings.RECORD_MODES`` (a test keeps them equal), here so
+#: that loading the plugin does not import the cassettes.
+_RECORD_MODES: Final = ("none", "once", "new_episodes", "all", "rewrite")
+#: The variables the cassette settings read (``pytest_engagelab.cassettes.credentials``).
+_CASSETTE_ENVIRON: Final = ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL")
 _CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
 _ACTIVE_KEY = pytest.StashKey["ActiveCassette"]()
 _CASSETTE_MARKER = (
@@ -66,7 +70,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--engagelab-record-mode",
         dest="engagelab_record_mode",
-        choices=RECORD_MODES,
+        choices=_RECORD_MODES,
         default=None,
         help="cassette record mode: none (default: replay only), once, new_episodes, all, "
         "rewrite (record the cassette anew); recording needs ENGAGELAB_DEV_KEY and "
@@ -122,8 +126,34 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SETTINGS_KEY] = settings
     # -- cassettes -----------------------------------------------------------------------------
     config.addinivalue_line("markers", _CASSETTE_MARKER)
+    if _cassettes_configured(config):  # checked now: a mistake stops the run before any test
+        _cassette_settings(config)
+    # -- end cassettes -------------------------------------------------------------------------
+
+
+def _cassettes_configured(config: pytest.Config) -> bool:
+    """Whether any cassette option or variable is set.  When none is, the settings are the
+    defaults, which cannot be wrong: they are read on first use, so a suite that never
+    uses a cassette does not import them (start-up cost, bench row 3)."""
+    return bool(
+        config.getoption("engagelab_record_mode", None)
+        or config.getoption("engagelab_check_drift", False)
+        or str(config.getini("engagelab_record_mode")).strip()
+        or str(config.getini("engagelab_redact_recipients")).strip()
+        or config.getini("engagelab_extra_secrets")
+        or any(name in os.environ for name in _CASSETTE_ENVIRON)
+    )
+
+
+def _cassette_settings(config: pytest.Config) -> CassetteSettings:
+    """The session's cassette settings, read and checked once."""
+    settings = config.stash.get(_CASSETTES_KEY, None)
+    if settings is not None:
+        return settings
+    from pytest_engagelab.cassettes.settings import cassette_settings
+
     try:
-        config.stash[_CASSETTES_KEY] = cassette_settings(
+        settings = cassette_settings(
             rootdir=config.rootpath,
             directory=str(config.getini("engagelab_cassette_dir")),
             record_mode=config.getoption("engagelab_record_mode", None),
@@ -131,11 +161,12 @@ def pytest_configure(config: pytest.Config) -> None:
             redact=str(config.getini("engagelab_redact_recipients")),
             extra_secrets=config.getini("engagelab_extra_secrets"),
             environ=os.environ,
-            default_base_url=settings.base_url,
+            default_base_url=config.stash[_SETTINGS_KEY].base_url,
         )
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
-    # -- end cassettes -------------------------------------------------------------------------
+    config.stash[_CASSETTES_KEY] = settings
+    return settings
 
 
 # -- settings -----------------------------------------------------------------------------
@@ -328,6 +359,8 @@ def _client_credentials(request: pytest.FixtureRequest) -> Credentials:  # -- ca
     active: ActiveCassette | None = request.getfixturevalue("engagelab_cassette")
     if active is not None:
         return active.credentials
+    from pytest_engagelab.cassettes.credentials import Credentials
+
     mock: OTPMock = request.getfixturevalue("otp_mock")
     return Credentials(mock.dev_key, mock.dev_secret, mock.base_url)
 
@@ -391,8 +424,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Give the tests of the kit their fixtures (:func:`_plan`).  Recording: two tests on one
     cassette would overwrite each other; refuse at once."""
     _plan(items)
-    settings = config.stash[_CASSETTES_KEY]
-    if settings.records:
+    settings = config.stash.get(_CASSETTES_KEY, None)  # read at configure when recording
+    if settings is not None and settings.records:
+        from pytest_engagelab.cassettes.files import shared_cassettes
+
         problem = shared_cassettes(settings.directory, config.rootpath, items)
         if problem is not None:
             raise pytest.UsageError(problem)
@@ -404,7 +439,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
         return None
     from pytest_engagelab.cassettes.drift import collect_drift_items
 
-    items = collect_drift_items(session, session.config.stash[_CASSETTES_KEY].directory)
+    items = collect_drift_items(session, _cassette_settings(session.config).directory)
     session.items = items
     hook = session.config.hook
     hook.pytest_collectreport(report=pytest.CollectReport("", "passed", None, list(items)))
@@ -416,9 +451,11 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> ActiveCassette:
     __tracebackhide__ = True
+    from pytest_engagelab.cassettes.credentials import Credentials
+    from pytest_engagelab.cassettes.files import cassette_path
     from pytest_engagelab.cassettes.recorder import ActiveCassette
 
-    settings = request.config.stash[_CASSETTES_KEY]
+    settings = _cassette_settings(request.config)
     node = request.node
     rootdir = request.config.rootpath
     problem = None

@@ -189,3 +189,34 @@ def test_the_fast_path_keeps_the_answer_exactly() -> None:
     )
     assert (unknown.status_code, unknown.json()["code"]) == (404, 4001)
     assert unknown.is_stream_consumed
+
+
+def test_the_plugin_knows_the_record_modes_and_variables_without_importing_the_cassettes() -> None:
+    from pytest_engagelab import plugin
+    from pytest_engagelab.cassettes import credentials, settings
+
+    assert plugin._RECORD_MODES == settings.RECORD_MODES
+    assert plugin._CASSETTE_ENVIRON == (
+        credentials.DEV_KEY_ENV,
+        credentials.DEV_SECRET_ENV,
+        credentials.BASE_URL_ENV,
+    )
+
+
+def test_a_suite_without_cassettes_does_not_import_them(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_plain():
+            assert "pytest_engagelab.cassettes" not in sys.modules
+            assert "pytest_engagelab.plugin" in sys.modules
+
+        def test_mock(otp_mock):
+            assert "pytest_engagelab.cassettes" not in sys.modules
+        """
+    )
+    for name in ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL"):
+        pytester._monkeypatch.delenv(name, raising=False)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:recording")
+    result.assert_outcomes(passed=2)
