@@ -294,12 +294,14 @@ def _watch_reports(config: pytest.Config) -> None:
         config.stash[_WATCHING_KEY] = True
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def engagelab_settings(request: pytest.FixtureRequest) -> EngageLabSettings:
     """Suite-wide emulator settings, from the ``engagelab_*`` ini options.
 
-    Override this fixture in a conftest.py to set defaults in code;
+    Override this fixture in a conftest.py to set defaults in code (any scope);
     ``@pytest.mark.engagelab(...)`` still applies on top of what it returns.
+    Session-scoped: the ini options do not change during a run, and a test using
+    ``otp_mock`` then does not pay for setting it up and tearing it down again.
     """
     return request.config.stash[_SETTINGS_KEY]
 
