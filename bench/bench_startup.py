@@ -81,8 +81,8 @@ def measure(reps: int = 21) -> list[Row]:
             Row(
                 "3",
                 f"Start-up: `--collect-only` of 30 tests, {label}, median of {reps}",
-                f"loaded: +{milli(added)} CPU (+{milli(added_wall)} wall); "
-                f"+{calls - calls_without:,} calls",
+                f"loaded: {added * 1e3:+.1f} ms CPU ({added_wall * 1e3:+.1f} ms wall); "
+                f"{calls - calls_without:+,} calls",
                 f"{without}: {milli(unloaded.cpu)} CPU ({milli(unloaded.wall)} wall); "
                 f"{calls_without:,} calls",
                 f"{loaded.cpu / unloaded.cpu:.2f}x CPU; {calls / calls_without:.3f}x calls",
