@@ -170,7 +170,7 @@ def count_pytest_calls(
 
     Unlike a time, the count does not move with other load on the machine: with the
     same files, bytecode already cached and ``PYTHONHASHSEED=0`` it is the same from run
-    to run, so a difference of a few calls is real.  Run the same command once before,
+    to run within a few calls, so a larger difference is real.  Run the same command once before,
     so that compiling and caching bytecode is not counted.
     """
     with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
