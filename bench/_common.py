@@ -63,7 +63,7 @@ def median(values: Iterable[float]) -> float:
 def alternate(contenders: Sequence[str], reps: int) -> list[tuple[int, str]]:
     """(rep, contender) in the order to run them: every rep runs each contender once,
     starting one further along each time, so no contender always goes first."""
-    order = []
+    order: list[tuple[int, str]] = []
     for rep in range(reps):
         shift = rep % len(contenders)
         rotated = [*contenders[shift:], *contenders[:shift]]
@@ -89,7 +89,13 @@ def env_for_pytest(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env.pop("PYTEST_ADDOPTS", None)
     env.pop("PYTEST_PLUGINS", None)
     env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
-    # Cache bytecode as users' machines do, but outside the project tree.
+    # Cache bytecode as users' machines do, but outside the project tree.  Some
+    # environments (this project's CI and sandboxes among them) set
+    # PYTHONDONTWRITEBYTECODE=1: then every child process would compile every module
+    # again, and pytest would rewrite the asserts of the plugin and test modules again
+    # (about 9,000 calls for plugin.py alone), which is not what a developer's machine
+    # does.  So the variable is removed for the children, and a warm-up run before the
+    # measured ones fills the cache.
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = PYCACHE
     env["PYTHONHASHSEED"] = "0"
@@ -136,6 +142,52 @@ def run_pytest(
             + f":\n{stdout[-3000:]}\n{stderr[-3000:]}"
         )
     return Timing(elapsed, usage.ru_utime + usage.ru_stime)
+
+
+_COUNTER = """
+import cProfile, pstats, sys
+import pytest
+
+profile = cProfile.Profile()
+profile.enable()
+code = pytest.main(sys.argv[2:])
+profile.disable()
+with open(sys.argv[1], "w") as out:
+    out.write(str(pstats.Stats(profile).total_calls))
+sys.exit(code)
+"""
+
+
+def count_pytest_calls(
+    args: Sequence[str],
+    cwd: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    expect: str | None = None,
+) -> int:
+    """The Python function calls (``cProfile``'s count, C functions included) of one
+    ``pytest ARGS`` run in ``cwd``, in a child process set up as :func:`run_pytest`'s.
+
+    Unlike a time, the count does not move with other load on the machine: with the
+    same files, bytecode already cached and ``PYTHONHASHSEED=0`` it is the same from run
+    to run within a few calls, so a larger difference is real.  Run the same command once before,
+    so that compiling and caching bytecode is not counted.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-calls-") as tmp:
+        out = Path(tmp) / "calls"
+        script = Path(tmp) / "count.py"
+        script.write_text(_COUNTER, encoding="utf-8")
+        command = [sys.executable, str(script), str(out), *args]
+        child = subprocess.run(
+            command, cwd=cwd, env=env_for_pytest(env), capture_output=True, text=True
+        )
+        if child.returncode != 0 or (expect is not None and expect not in child.stdout):
+            raise RuntimeError(
+                f"{' '.join(command)} in {cwd} exited {child.returncode}"
+                + (f" without {expect!r}" if expect else "")
+                + f":\n{child.stdout[-3000:]}\n{child.stderr[-3000:]}"
+            )
+        return int(out.read_text())
 
 
 def write_files(root: Path, files: Mapping[str, str]) -> None:

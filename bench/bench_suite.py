@@ -2,13 +2,18 @@
 three times, as users of each tool would write it (``otp_mock``, pytest-httpx's
 ``httpx_mock``, respx's ``respx_mock``), each run as a whole
 ``python -m pytest -q -p no:cacheprovider`` process.  The runs alternate, the
-first contender moving along each repetition; the table shows the median wall
-time of each suite, process start-up included (the same installed plugins load
-in every run).
+first contender moving along each repetition; the table shows the median CPU and
+wall time of each suite, process start-up included (the same installed plugins
+load in every run), and the function calls of one more run of each
+(deterministic, see ``count_pytest_calls``).
 
 The code under test is the same module for all three: a shared ``httpx.Client``
 posting to ``/v1/messages``.  Each test checks the answer and that exactly one
 request was made, with the tool's own assertion.
+
+A last row is a suite of 500 tests that use nothing of the kit, run with the plugin
+loaded and with ``-p no:engagelab``: the calls per test (the whole run minus the
+collection, which is start-up, row 3) must be the same within 1%.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from bench._common import (
     STATIC_ANSWER,
     Row,
     Timing,
+    count_pytest_calls,
     medians,
     run_pytest,
     timed_alternation,
@@ -33,6 +39,7 @@ from bench._common import (
 
 CONTENDERS = ("otp_mock", "httpx_mock", "respx_mock")
 MODULES = 10
+TARGET = 0.85
 
 _APP = f"""
 import httpx
@@ -86,41 +93,92 @@ def _suite(root: Path, contender: str, tests: int) -> None:
     write_files(root, files)
 
 
+_PLAIN = "def test_plain_{n}():\n    assert {n} + 1 > {n}\n"
+
+
+def _plain(root: Path, tests: int) -> None:
+    per_module = tests // MODULES
+    write_files(
+        root,
+        {
+            f"test_plain_{module:02d}.py": "\n".join(
+                _PLAIN.format(n=module * per_module + index) for index in range(per_module)
+            )
+            for module in range(MODULES)
+        },
+    )
+
+
 def measure(tests: int = 500, reps: int = 3) -> list[Row]:
-    """Median CPU and wall time of each suite; rows compare ``otp_mock`` with the others."""
+    """CPU and wall time of each suite, the calls of one run of each; rows compare
+    ``otp_mock`` with the others, and a suite that never uses the kit with and without it."""
+    args = ["-q", "-p", "no:cacheprovider"]
     with tempfile.TemporaryDirectory(prefix="bench-suite-") as tmp:
         roots = {name: Path(tmp) / name for name in CONTENDERS}
         for name, root in roots.items():
             _suite(root, name, tests)
+        plain = Path(tmp) / "plain"
+        _plain(plain, tests)
+        expect = f"{tests} passed"
 
         def runner(name: str) -> Timing:
-            args = ["-q", "-p", "no:cacheprovider"]
-            return run_pytest(args, roots[name], expect=f"{tests} passed")
+            if name.startswith("plain"):
+                extra = ["-p", "no:engagelab"] if name == "plain without" else []
+                return run_pytest([*args, *extra], plain, expect=expect)
+            return run_pytest(args, roots[name], expect=expect)
 
-        for name in CONTENDERS:  # one unmeasured run each: warm the caches
+        names = [*CONTENDERS, "plain with", "plain without"]
+        for name in names:  # one unmeasured run each: compile and cache
             runner(name)
         runs = timed_alternation({name: partial(runner, name) for name in CONTENDERS}, reps)
+        # The plain suite's verdict is its calls; one timed run each, for context.
+        runs.update({name: [runner(name)] for name in ("plain with", "plain without")})
+        calls = {
+            name: count_pytest_calls(args, roots[name], expect=expect) for name in CONTENDERS
+        }
+        # A test that uses nothing of the kit: the calls of the whole run minus those of
+        # collecting it (start-up, which row 3 measures), per test.
+        per_test = {}
+        for label, extra in (("with", []), ("without", ["-p", "no:engagelab"])):
+            whole = count_pytest_calls([*args, *extra], plain, expect=expect)
+            collect = count_pytest_calls([*args, "--collect-only", *extra], plain)
+            per_test[label] = (whole - collect) / tests
+            calls[f"plain {label}"] = whole
     times = {name: medians(found) for name, found in runs.items()}
     ours = times["otp_mock"]
     rows = []
     label = f"Per test: {tests} tests sending one OTP, whole pytest run, median of {reps}"
     for name, title, target in (
-        ("httpx_mock", "pytest-httpx `httpx_mock`", "no slower than pytest-httpx"),
+        ("httpx_mock", "pytest-httpx `httpx_mock`", f"<= {TARGET}x pytest-httpx's CPU"),
         ("respx_mock", "respx `respx_mock`", "(context)"),
     ):
         theirs = times[name]
-        met = verdict(ours.cpu <= theirs.cpu) if name == "httpx_mock" else "-"
         rows.append(
             Row(
                 "2",
                 label,
-                f"`otp_mock` {timing(ours)}",
-                f"{title} {timing(theirs)}",
-                timing_ratio(ours, theirs),
+                f"`otp_mock` {timing(ours)}; {calls['otp_mock']:,} calls",
+                f"{title} {timing(theirs)}; {calls[name]:,} calls",
+                f"{timing_ratio(ours, theirs)}; "
+                f"{calls['otp_mock'] / calls[name]:.2f}x calls",
                 target,
-                met,
+                verdict(ours.cpu <= TARGET * theirs.cpu) if name == "httpx_mock" else "-",
             )
         )
+    loaded, unloaded = per_test["with"], per_test["without"]
+    rows.append(
+        Row(
+            "2",
+            f"Per test that uses nothing of the kit: {tests} plain tests, calls per test "
+            "(whole run minus collection); one timed run each",
+            f"loaded: {loaded:,.1f} calls per test; {timing(times['plain with'])}",
+            f"`-p no:engagelab`: {unloaded:,.1f} calls per test; "
+            f"{timing(times['plain without'])}",
+            f"{loaded / unloaded:.3f}x calls",
+            "same calls per test within 1%",
+            verdict(loaded <= 1.01 * unloaded),
+        )
+    )
     return rows
 
 

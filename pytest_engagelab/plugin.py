@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pytest
 
-from pytest_engagelab.cassettes.credentials import Credentials
-from pytest_engagelab.cassettes.files import cassette_path, shared_cassettes
-from pytest_engagelab.cassettes.settings import RECORD_MODES, CassetteSettings, cassette_settings
 from pytest_engagelab.doors import guard as _guard
 from pytest_engagelab.emulator.settings import (
     INI_OPTIONS,
@@ -32,7 +29,9 @@ from pytest_engagelab.emulator.settings import (
 # -- start-up cost: the emulator, its doors and the clients (with httpx, respx, asyncio) are
 # imported by the fixtures that use them, not when pytest loads the plugin (bench row 3).
 if TYPE_CHECKING:
+    from pytest_engagelab.cassettes.credentials import Credentials
     from pytest_engagelab.cassettes.recorder import ActiveCassette
+    from pytest_engagelab.cassettes.settings import CassetteSettings
     from pytest_engagelab.client import AsyncOTPClient, OTPClient
     from pytest_engagelab.doors.controls import EmulatorControls
     from pytest_engagelab.doors.mock import OTPMock
@@ -41,7 +40,12 @@ if TYPE_CHECKING:
 
 # -- cassettes ---------------------------------------------------------------------------------
 
-_CASSETTES_KEY = pytest.StashKey[CassetteSettings]()
+_CASSETTES_KEY = pytest.StashKey["CassetteSettings"]()
+#: ``pytest_engagelab.cassettes.settings.RECORD_MODES`` (a test keeps them equal), here so
+#: that loading the plugin does not import the cassettes.
+_RECORD_MODES: Final = ("none", "once", "new_episodes", "all", "rewrite")
+#: The variables the cassette settings read (``pytest_engagelab.cassettes.credentials``).
+_CASSETTE_ENVIRON: Final = ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL")
 _CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
 _ACTIVE_KEY = pytest.StashKey["ActiveCassette"]()
 #: Under xdist: the tests that share a cassette with another, and the message for each.
@@ -89,7 +93,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--engagelab-record-mode",
         dest="engagelab_record_mode",
-        choices=RECORD_MODES,
+        choices=_RECORD_MODES,
         default=None,
         help="cassette record mode: none (default: replay only), once, new_episodes, all, "
         "rewrite (record the cassette anew); recording needs ENGAGELAB_DEV_KEY and "
@@ -213,23 +217,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SETTINGS_KEY] = settings
     # -- cassettes -----------------------------------------------------------------------------
     config.addinivalue_line("markers", _CASSETTE_MARKER)
-    try:
-        config.stash[_CASSETTES_KEY] = cassette_settings(
-            rootdir=config.rootpath,
-            directory=str(config.getini("engagelab_cassette_dir")),
-            record_mode=config.getoption("engagelab_record_mode", None),
-            ini_record_mode=str(config.getini("engagelab_record_mode")),
-            redact="true" if _getini(config, "engagelab_redact_recipients") else "false",
-            extra_secrets=config.getini("engagelab_extra_secrets"),
-            environ=os.environ,
-            default_base_url=settings.base_url,
-            max_age=str(config.getini("engagelab_cassette_max_age")),
-        )
-    except ValueError as error:
-        raise pytest.UsageError(str(error)) from None
-    reviews = config.stash[_CASSETTES_KEY].records or config.getoption("engagelab_review", None)
-    if reviews and not hasattr(config, "workerinput"):  # under xdist, the controller reviews
-        config.pluginmanager.register(_Reviews(config), "engagelab-cassette-review")
+    if _cassettes_configured(config):  # checked now: a mistake stops the run before any test
+        cassettes = _cassette_settings(config)
+        reviews = cassettes.records or config.getoption("engagelab_review", None)
+        if reviews and not hasattr(config, "workerinput"):  # under xdist, the controller reviews
+            config.pluginmanager.register(_Reviews(config), "engagelab-cassette-review")
     # -- end cassettes -------------------------------------------------------------------------
     # -- guard ---------------------------------------------------------------------------------
     config.addinivalue_line("markers", _LIVE_MARKER)
@@ -242,12 +234,54 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
+    guard.on_stop = lambda: _watch_reports(config)  # a refusal is reported with its test
     config.stash[_GUARD_KEY] = guard
     config.stash[_COUNTS_KEY] = _guard.Counts()
     if guard.enabled:
         _guard.install(guard)
         config.add_cleanup(lambda: _guard.uninstall(guard))
     # -- end guard -----------------------------------------------------------------------------
+
+
+def _cassettes_configured(config: pytest.Config) -> bool:
+    """Whether any cassette option or variable is set.  When none is, the settings are the
+    defaults, which cannot be wrong: they are read on first use, so a suite that never
+    uses a cassette does not import them (start-up cost, bench row 3)."""
+    return bool(
+        config.getoption("engagelab_record_mode", None)
+        or config.getoption("engagelab_check_drift", False)
+        or config.getoption("engagelab_review", None)
+        or str(config.getini("engagelab_record_mode")).strip()
+        or _getini(config, "engagelab_redact_recipients")
+        or config.getini("engagelab_extra_secrets")
+        or str(config.getini("engagelab_cassette_max_age")).strip()
+        or any(name in os.environ for name in _CASSETTE_ENVIRON)
+    )
+
+
+def _cassette_settings(config: pytest.Config) -> CassetteSettings:
+    """The session's cassette settings, read and checked once."""
+    settings = config.stash.get(_CASSETTES_KEY, None)
+    if settings is not None:
+        return settings
+    from pytest_engagelab.cassettes.settings import cassette_settings
+
+    try:
+        settings = cassette_settings(
+            rootdir=config.rootpath,
+            directory=str(config.getini("engagelab_cassette_dir")),
+            record_mode=config.getoption("engagelab_record_mode", None),
+            ini_record_mode=str(config.getini("engagelab_record_mode")),
+            redact="true" if _getini(config, "engagelab_redact_recipients") else "false",
+            extra_secrets=config.getini("engagelab_extra_secrets"),
+            environ=os.environ,
+            default_base_url=config.stash[_SETTINGS_KEY].base_url,
+            max_age=str(config.getini("engagelab_cassette_max_age")),
+        )
+    except ValueError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[_CASSETTES_KEY] = settings
+    return settings
 
 
 # -- settings -----------------------------------------------------------------------------
@@ -275,21 +309,79 @@ def _marker_settings(node: pytest.Item, base: EngageLabSettings) -> EngageLabSet
     return settings
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Check ``@pytest.mark.engagelab`` on every test that carries it, fixture or not."""
-    if item.get_closest_marker("engagelab") is not None:
-        _marker_settings(item, item.config.stash[_SETTINGS_KEY])
-    shared = item.config.stash.get(_SHARED_KEY, {}).get(item.nodeid)  # -- cassettes --
-    if shared is not None:
-        pytest.fail(shared, pytrace=False)
-
-
 @pytest.fixture
+def _engagelab_marker_check(request: pytest.FixtureRequest) -> None:
+    """Check ``@pytest.mark.engagelab`` on a test that carries it, fixture of ours or not.
+
+    Given at collection to the marked tests only (see :func:`_plan`), not run as a
+    hook for every test.
+    """
+    _marker_settings(request.node, request.config.stash[_SETTINGS_KEY])
+
+
+# -- what a test of the kit costs: nothing for the others -----------------------------------
+# No autouse fixture and no per-test hook at load: at collection, the fixtures below are
+# added to the tests that carry a marker of ours or use otp_server_session, and the report
+# hook is registered by the first fixture of ours that needs it.  A suite that never uses
+# the kit runs the same function calls per test as with ``-p no:engagelab``.
+
+_OUR_MARKERS: Final = frozenset({"engagelab", "engagelab_cassette", "engagelab_live"})
+#: The fixtures a marked test gets first, each with the marker that asks for it.
+_FIRST: Final = (
+    ("_engagelab_live", "engagelab_live"),
+    ("_engagelab_marker_check", "engagelab"),
+    ("engagelab_cassette", "engagelab_cassette"),
+)
+
+
+def _plan(items: list[pytest.Item]) -> None:
+    """Give each test the fixtures its markers and ``otp_server_session`` need.
+
+    Cheap for a test without them: an attribute read and two membership tests
+    (markers of a module or class are looked up once per module or class).
+    """
+    parent: object = None
+    inherited: frozenset[str] = frozenset()
+    for item in items:
+        if item.parent is not parent:
+            parent = item.parent
+            inherited = _markers_above(item)
+        try:
+            names = item.fixturenames  # type: ignore[attr-defined]
+        except AttributeError:  # not a test function (another plugin's item): nothing to add
+            continue
+        marks = inherited
+        if item.own_markers:
+            marks = marks | {mark.name for mark in item.own_markers}
+        if marks & _OUR_MARKERS:
+            # First, as an autouse fixture would have run: the marker is checked, and the
+            # cassette active, before the test's own fixtures are set up.
+            first = [name for name, marker in _FIRST if marker in marks]
+            if names[: len(first)] != first:
+                names[:] = [*first, *(name for name in names if name not in first)]
+        if "otp_server_session" in names and _PER_TEST_RESET not in names:
+            # Right after the session server: reset before the test's own fixtures use it.
+            names.insert(names.index("otp_server_session") + 1, _PER_TEST_RESET)
+
+
+def _markers_above(item: pytest.Item) -> frozenset[str]:
+    """The names of our markers on the item's module, class and other parents."""
+    found: set[str] = set()
+    node = item.parent
+    while node is not None:
+        found.update(mark.name for mark in node.own_markers)
+        node = node.parent
+    return frozenset(found & _OUR_MARKERS)
+
+
+@pytest.fixture(scope="session")
 def engagelab_settings(request: pytest.FixtureRequest) -> EngageLabSettings:
     """Suite-wide emulator settings, from the ``engagelab_*`` ini options.
 
-    Override this fixture in a conftest.py to set defaults in code;
+    Override this fixture in a conftest.py to set defaults in code (any scope);
     ``@pytest.mark.engagelab(...)`` still applies on top of what it returns.
+    Session-scoped: the ini options do not change during a run, and a test using
+    ``otp_mock`` then does not pay for setting it up and tearing it down again.
     """
     return request.config.stash[_SETTINGS_KEY]
 
@@ -330,7 +422,7 @@ def otp_mock(
     finally:
         guard.unwatch(host)
         _count_answered(request, mock)
-    _check_all_fired(request, mock, settings, "otp_mock")
+    _check_all_fired(request.node, mock, settings, "otp_mock")
 
 
 # -- guard -------------------------------------------------------------------------------------
@@ -338,6 +430,8 @@ def otp_mock(
 
 def _track(request: pytest.FixtureRequest, controls: EmulatorControls) -> None:
     """Remember the emulators a test used, for its "EngageLab requests" report section."""
+    _watch_reports(request.config)
+    _guard.patch_asyncio()  # asyncio may have been imported since the session started
     request.node.stash.setdefault(_CONTROLS_KEY, []).append(controls)
 
 
@@ -345,18 +439,25 @@ def _count_answered(request: pytest.FixtureRequest, controls: EmulatorControls) 
     request.config.stash[_COUNTS_KEY].answered += controls.emulator.requests.total
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """The guard lets a test marked ``engagelab_live`` through; each test starts afresh."""
-    guard = item.config.stash.get(_GUARD_KEY, None)
+@pytest.fixture
+def _engagelab_live(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Let a test marked ``engagelab_live`` through the guard (given to those tests at
+    collection, see :func:`_plan`)."""
+    guard = request.config.stash.get(_GUARD_KEY, None)
     if guard is None:
-        return (yield)
-    guard.begin_test(live=item.get_closest_marker("engagelab_live") is not None)
-    _guard.patch_asyncio()
+        yield
+        return
+    _watch_reports(request.config)
+    guard.begin_test(live=True)
     try:
-        return (yield)
+        yield
     finally:
         guard.end_test()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The guard covers asyncio's ``loop.getaddrinfo`` once asyncio is imported."""
+    _guard.patch_asyncio()
 
 
 def _guard_report(item: pytest.Item, report: pytest.TestReport, excinfo: Any) -> None:
@@ -423,8 +524,8 @@ def _requests_section(item: pytest.Item, report: pytest.TestReport) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Nobody records by accident: the header says so when cassettes record."""
     lines = []
-    cassettes = config.stash[_CASSETTES_KEY]
-    if cassettes.records:
+    cassettes = config.stash.get(_CASSETTES_KEY, None)
+    if cassettes is not None and cassettes.records:
         base_url = cassettes.recording.base_url if cassettes.recording else "EngageLab"
         host = _guard.host_of(base_url) or base_url
         lines.append(
@@ -440,7 +541,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     counts = config.stash[_COUNTS_KEY]
     counts.stopped += config.stash[_GUARD_KEY].stopped
     config.stash[_GUARD_KEY].stopped = 0
-    mode = config.stash[_CASSETTES_KEY].record_mode
+    cassettes = config.stash.get(_CASSETTES_KEY, None)
+    mode = cassettes.record_mode if cassettes is not None else "none"
     if any(counts.as_dict().values()) or mode != "none":
         terminalreporter.write_line(counts.line(mode))
 
@@ -467,7 +569,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def _check_all_fired(
-    request: pytest.FixtureRequest,
+    node: pytest.Item,
     controls: EmulatorControls,
     settings: EngageLabSettings,
     name: str,
@@ -478,7 +580,7 @@ def _check_all_fired(
     injection is most likely a consequence, and one problem should read as one.
     """
     __tracebackhide__ = True
-    call = request.node.stash.get(_CALL_REPORT_KEY, None)
+    call = node.stash.get(_CALL_REPORT_KEY, None)
     if not settings.assert_all_fired or call is None or not call.passed:
         return
     report = controls.unfired_report()
@@ -491,6 +593,8 @@ def _client_credentials(request: pytest.FixtureRequest) -> Credentials:  # -- ca
     active: ActiveCassette | None = request.getfixturevalue("engagelab_cassette")
     if active is not None:
         return active.credentials
+    from pytest_engagelab.cassettes.credentials import Credentials
+
     mock: OTPMock = request.getfixturevalue("otp_mock")
     return Credentials(mock.dev_key, mock.dev_secret, mock.base_url)
 
@@ -549,11 +653,34 @@ _CASSETTE_AND_MOCK = (
 )
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
+class _Reports:
+    """The report hook, registered by the first fixture of ours that needs it (or by the
+    guard's first refusal), so that a suite that never uses the kit pays nothing per test."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        return _report(item, call, report)
+
+
+_WATCHING_KEY = pytest.StashKey[bool]()
+_REPORTS_PLUGIN: Final = "engagelab-reports"
+
+
+def _watch_reports(config: pytest.Config) -> None:
+    """Start reading test reports (a passed call, a cassette miss or save, secrets to
+    scrub, the guard's refusals, the requests section of a failing test)."""
+    if not config.stash.get(_WATCHING_KEY, False):
+        if not config.pluginmanager.has_plugin(_REPORTS_PLUGIN):
+            config.pluginmanager.register(_Reports(), _REPORTS_PLUGIN)
+        config.stash[_WATCHING_KEY] = True
+
+
+def _report(
+    item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport
+) -> pytest.TestReport:
     _guard_report(item, report, call.excinfo)  # -- guard --
     _requests_section(item, report)  # -- guard --
     if report.when == "call":
@@ -641,15 +768,20 @@ class _Reviews:
         path.write_text(review_json(reviews), encoding="utf-8")
 
 
+@pytest.hookimpl(trylast=True)  # after the hooks that add markers or deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Recording: two tests on one cassette would overwrite each other; refuse at once.
+    """Give the tests of the kit their fixtures (:func:`_plan`).  Recording: two tests on
+    one cassette would overwrite each other; refuse at once.
 
     Under xdist a worker cannot stop the run with a usage error (the controller
     shows an INTERNALERROR), so there each such test fails at setup with the message.
     """
-    settings = config.stash[_CASSETTES_KEY]
-    if not settings.records:
+    _plan(items)
+    settings = config.stash.get(_CASSETTES_KEY, None)  # read at configure when recording
+    if settings is None or not settings.records:
         return
+    from pytest_engagelab.cassettes.files import shared_cassettes
+
     problems = shared_cassettes(
         settings.directory, config.rootpath, items, secrets=settings.secrets
     )
@@ -667,7 +799,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
         return None
     from pytest_engagelab.cassettes.drift import collect_drift_items
 
-    items = collect_drift_items(session, session.config.stash[_CASSETTES_KEY].directory)
+    items = collect_drift_items(session, _cassette_settings(session.config).directory)
     session.items = items
     hook = session.config.hook
     hook.pytest_collectreport(report=pytest.CollectReport("", "passed", None, list(items)))
@@ -679,9 +811,11 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> ActiveCassette:
     __tracebackhide__ = True
+    from pytest_engagelab.cassettes.credentials import Credentials
+    from pytest_engagelab.cassettes.files import cassette_path
     from pytest_engagelab.cassettes.recorder import ActiveCassette
 
-    settings = request.config.stash[_CASSETTES_KEY]
+    settings = _cassette_settings(request.config)
     node = request.node
     rootdir = request.config.rootpath
     problem = None
@@ -705,7 +839,7 @@ def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> Active
     )
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassette | None]:
     """The vcrpy cassette of a test marked ``@pytest.mark.engagelab_cassette``, else ``None``.
 
@@ -719,6 +853,10 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
     if marker is None:
         yield None
         return
+    shared = request.config.stash.get(_SHARED_KEY, {}).get(request.node.nodeid)
+    if shared is not None:  # under xdist: another test records into the same cassette
+        pytest.fail(shared, pytrace=False)
+    _watch_reports(request.config)
     active = _cassette_for(request, marker)
     request.node.stash[_ACTIVE_KEY] = active
     problem = None
@@ -733,7 +871,7 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
     if host:
         guard.allow(host)
     try:  # from here on httpx is patched: whatever happens, stop() unpatches it
-        stale = active.stale_message(request.config.stash[_CASSETTES_KEY].max_age)
+        stale = active.stale_message(_cassette_settings(request.config).max_age)
         if stale is not None:  # -W error::...StaleCassetteWarning raises here
             from pytest_engagelab.cassettes.errors import StaleCassetteWarning
 
@@ -776,7 +914,7 @@ def otp_server(
         _track(request, server)  # -- guard --
         yield server
     _count_answered(request, server)  # -- guard --
-    _check_all_fired(request, server, settings, "otp_server")
+    _check_all_fired(request.node, server, settings, "otp_server")
 
 
 @pytest.fixture(scope="session")
@@ -798,47 +936,73 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
     settings = request.config.stash[_SETTINGS_KEY]
     with OTPServer(settings.build_emulator()) as server:
         request.config.stash[_SESSION_SERVER_KEY] = server
+        _watch_reports(request.config)
+        watch = _SessionServerWatch(request.config)
+        request.config.pluginmanager.register(watch, "engagelab-session-server")
         try:
             yield server
         finally:
+            request.config.pluginmanager.unregister(watch)
             del request.config.stash[_SESSION_SERVER_KEY]
 
 
 _SESSION_SERVER_KEY = pytest.StashKey["OTPServer"]()
 
 
-@pytest.fixture(autouse=True)
+_PER_TEST_RESET: Final = "_engagelab_session_server_per_test"
+
+
+@pytest.fixture
 def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Give ``otp_server_session`` a fresh emulator before each test (once it exists);
-    check its injections after."""
+    """Give ``otp_server_session`` a fresh emulator before each test that uses it; check its
+    injections after.  Given at collection to the tests that name it (see :func:`_plan`);
+    a test that reaches it through ``request.getfixturevalue`` is served by
+    :class:`_SessionServerWatch`."""
     stash = request.config.stash
     built = stash[_SETTINGS_KEY]  # what the session server was built with
-    settings = built
-    if "otp_server_session" in request.fixturenames:
-        server: OTPServer | None = request.getfixturevalue("otp_server_session")
-        base: EngageLabSettings = request.getfixturevalue("engagelab_settings")
-        settings = _marker_settings(request.node, base)
-        for source, given in (("engagelab_settings", base), ("@pytest.mark.engagelab", settings)):
-            fixed = [
-                name for name in _SESSION_FIXED if getattr(given, name) != getattr(built, name)
-            ]
-            if fixed:
-                pytest.fail(
-                    f"{source}({', '.join(fixed)}=...) cannot change otp_server_session, "
-                    "which is shared by the whole session; use the otp_server fixture for this "
-                    "test, or set it with the engagelab_* ini options",
-                    pytrace=False,
-                )
-    else:  # a test that may reach it through request.getfixturevalue
-        server = stash.get(_SESSION_SERVER_KEY, None)
-    if server is not None:  # a new emulator: nothing of the last test, callbacks included
-        server.emulator = settings.build_emulator()
-        _track(request, server)  # -- guard --
+    server: OTPServer = request.getfixturevalue("otp_server_session")
+    base: EngageLabSettings = request.getfixturevalue("engagelab_settings")
+    settings = _marker_settings(request.node, base)
+    for source, given in (("engagelab_settings", base), ("@pytest.mark.engagelab", settings)):
+        fixed = [name for name in _SESSION_FIXED if getattr(given, name) != getattr(built, name)]
+        if fixed:
+            pytest.fail(
+                f"{source}({', '.join(fixed)}=...) cannot change otp_server_session, "
+                "which is shared by the whole session; use the otp_server fixture for this "
+                "test, or set it with the engagelab_* ini options",
+                pytrace=False,
+            )
+    server.emulator = settings.build_emulator()  # nothing of the last test, callbacks included
+    _track(request, server)  # -- guard --
     yield
-    server = stash.get(_SESSION_SERVER_KEY, None)
-    if server is not None:
-        _count_answered(request, server)  # -- guard --
-        _check_all_fired(request, server, settings, "otp_server_session")
+    _count_answered(request, server)  # -- guard --
+    _check_all_fired(request.node, server, settings, "otp_server_session")
+
+
+class _SessionServerWatch:
+    """Once ``otp_server_session`` exists: a test that did not name it (it may reach it
+    through ``request.getfixturevalue``) still starts on a fresh emulator, built from the
+    ini options, and fails for injections that never fired.  Registered by the fixture, so
+    a suite without the session server pays nothing."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        server = self.config.stash.get(_SESSION_SERVER_KEY, None)
+        if server is not None and _PER_TEST_RESET not in getattr(item, "fixturenames", ()):
+            server.emulator = self.config.stash[_SETTINGS_KEY].build_emulator()
+            item.stash.setdefault(_CONTROLS_KEY, []).append(server)
+
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        __tracebackhide__ = True
+        server = self.config.stash.get(_SESSION_SERVER_KEY, None)
+        if server is not None and _PER_TEST_RESET not in getattr(item, "fixturenames", ()):
+            counts = self.config.stash[_COUNTS_KEY]
+            counts.answered += server.emulator.requests.total
+            settings = self.config.stash[_SETTINGS_KEY]
+            _check_all_fired(item, server, settings, "otp_server_session")
 
 
 # -- SMPP door -----------------------------------------------------------------------------
@@ -874,4 +1038,4 @@ def otp_smpp_server(
     with server:
         yield server
     _count_answered(request, server)  # -- guard --
-    _check_all_fired(request, server, settings, "otp_smpp_server")
+    _check_all_fired(request.node, server, settings, "otp_smpp_server")

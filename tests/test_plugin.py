@@ -70,7 +70,7 @@ def test_disabling_the_plugin_removes_its_fixtures(pytester: pytest.Pytester) ->
     ("fixture", "first_line"),
     [
         (
-            "engagelab_settings",
+            "engagelab_settings [session scope]",
             "Suite-wide emulator settings, from the ``engagelab_*`` ini options.",
         ),
         (

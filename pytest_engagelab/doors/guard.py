@@ -209,7 +209,8 @@ class Guard:
         self._allowed: dict[str, int] = {}
         self._watched: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._proxied = _proxy_configured()
+        #: Called after each refusal (the plugin starts reading reports then).
+        self.on_stop: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"Guard(hosts={self.hosts!r}, enabled={self.enabled}, stopped={self.stopped})"
@@ -239,7 +240,7 @@ class Guard:
             return None
         if self.blocks(host):
             return self.stop(host, port, frame)
-        if self._proxied or not (isinstance(host, str) and is_loopback(host)):
+        if not (isinstance(host, str) and is_loopback(host)) or _proxy_configured():
             target = _requested_host(frame, self)
             if target is not None:
                 return self.stop(target, None, frame, via=f"{_text(host) or host}:{port}")
@@ -248,7 +249,6 @@ class Guard:
     def begin_test(self, *, live: bool) -> None:
         """A test starts: forget the last test's allowances and refusals."""
         with self._lock:
-            self._proxied = _proxy_configured()
             self.live = live
             self.attempts = []
             self._allowed.clear()
@@ -307,6 +307,8 @@ class Guard:
         with self._lock:
             self.attempts.append(error)
             self.stopped += 1
+        if self.on_stop is not None:
+            self.on_stop()
         return error
 
 

@@ -151,21 +151,62 @@ def _targets(targets: tuple[str, ...], methods: tuple[str, ...]) -> tuple[tuple[
 
 def _start(router: _UnrecordedRouter) -> None:
     """``router.start()``, with the patching done by :class:`_Patch`: what respx does,
-    at a fraction of the cost, which every test using ``otp_mock`` pays."""
+    at a fraction of the cost, which every test using ``otp_mock`` pays.
+
+    The patched ``_transport_for_url`` is the hot path of every request: a request
+    to a started mock's base URL gets that mock's transport straight away (no
+    ``MockTransport``/``TryTransport`` built per request, as respx's own patch
+    does); any other request gets what it would have got without the mock, or,
+    while another respx router is registered, what respx's patch gives it.
+    """
     mocker = Mocker.registry.get("httpx")
     if mocker is None:
         router.start()
         return
     patches = getattr(mocker, "_patches", None)
+    routers = getattr(mocker, "routers", None)
     targets = _targets(tuple(mocker.targets), tuple(mocker.target_methods))
-    if not targets or not isinstance(patches, list) or patches:
+    if not targets or not isinstance(patches, list) or patches or not isinstance(routers, list):
         router.start()  # patched already by another respx router (cheap), or unexpected
         return
     router.Mocker = mocker
     mocker.register(router)
     for owner, method in targets:
-        new = mocker.mock(vars(owner)[method])  # type: ignore[no-untyped-call]
-        patches.append(_Patch(owner, method, new))
+        patches.append(_Patch(owner, method, _fast_path(vars(owner)[method], mocker)))
+
+
+@functools.lru_cache(maxsize=16)
+def _fast_path(original: Callable[..., object], mocker: type[Mocker]) -> Callable[..., object]:
+    """``_transport_for_url`` of httpx's clients while mocks are started (see :func:`_start`);
+    the mock's transport answers sync and async clients alike.  Made once per original
+    method, not on every start."""
+    respx_patch = mocker.mock(original)  # type: ignore[no-untyped-call]
+    routers = mocker.routers
+
+    def _transport_for_url(self: object, url: httpx.URL) -> object:
+        for mock in _DOORS._started:
+            if mock._path_if_ours(url) is not None:
+                return mock._transport
+        if len(routers) > 1:  # another respx router is registered: respx's own way
+            return respx_patch(self, url)
+        return original(self, url)
+
+    return _transport_for_url
+
+
+class _Transport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """A started mock's answer to every request under its base URL."""
+
+    def __init__(self, mock: OTPMock) -> None:
+        self._mock = mock
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        return self._mock._answer_url(request)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        return self._mock._answer_url(request)
 
 
 @functools.lru_cache(maxsize=64)
@@ -196,6 +237,10 @@ class OTPMock(EmulatorControls):
         super().__init__(emulator if emulator is not None else Emulator(), base_url)
         self._origin, self._base_path = _parsed_base_url(self.base_url)
         self._started = False
+        # Made on start and dropped on stop: it refers back to this mock, and a stopped
+        # mock (with its journal) must be freed as soon as the test lets go of it, not
+        # at the next full garbage collection.
+        self._transport: _Transport | None = None
 
     def __repr__(self) -> str:
         sent = len(self.emulator.journal)
@@ -209,6 +254,7 @@ class OTPMock(EmulatorControls):
     def start(self) -> None:
         """Start intercepting httpx requests to ``base_url``."""
         if not self._started:
+            self._transport = _Transport(self)
             _DOORS.add(self)
             self._started = True
 
@@ -217,6 +263,7 @@ class OTPMock(EmulatorControls):
         if self._started:
             _DOORS.remove(self)
             self._started = False
+            self._transport = None
 
     def _path_if_ours(self, url: httpx.URL) -> str | None:
         if (url.scheme, url.host, url.port) != self._origin:
@@ -227,6 +274,12 @@ class OTPMock(EmulatorControls):
             return None
         return path[len(base_path) :] or "/"
 
+    def _answer_url(self, request: httpx.Request) -> httpx.Response:
+        path = self._path_if_ours(request.url)
+        if path is None:  # not reached: the fast path picked this mock for this URL
+            raise AllMockedAssertionError(f"RESPX: {request!r} not mocked!")
+        return self._answer(request, path)
+
     def _answer(self, request: httpx.Request, path: str) -> httpx.Response:
         outcome = self.emulator.handle(
             request.method, path, request.headers, request.read(), request=request
@@ -236,6 +289,14 @@ class OTPMock(EmulatorControls):
             if isinstance(exception, httpx.RequestError):
                 exception.request = request
             raise exception
-        return httpx.Response(
-            outcome.status, headers=list(outcome.headers), content=outcome.body, request=request
+        # What ``httpx.Response(status, headers=..., content=body)`` builds, without
+        # its content-header defaults pass (a KeyError per response).
+        body = outcome.body
+        headers = list(outcome.headers)
+        if not any(name == "content-length" for name, _ in headers):
+            headers.append(("Content-Length", str(len(body))))
+        response = httpx.Response(
+            outcome.status, headers=headers, stream=httpx.ByteStream(body), request=request
         )
+        response.read()
+        return response

@@ -43,7 +43,7 @@ import string
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pytest_engagelab.emulator import recipients
 from pytest_engagelab.emulator.auth import basic_authorization
@@ -83,6 +83,7 @@ from pytest_engagelab.emulator.request_log import RequestLog, endpoint_name, rec
 from pytest_engagelab.emulator.template_configs import template_from_config
 from pytest_engagelab.emulator.templates import (
     APPROVED,
+    CHANNELS,
     PENDING,
     REVIEW_STATUSES,
     ReviewStatus,
@@ -115,6 +116,22 @@ __all__ = [
     "ResponseLike",
     "TemplateReview",
 ]
+
+# -- the send path's constants (hot: built once, not per request) --
+_POST_ONLY: Final = frozenset(
+    {"/v1/messages", "/v1/codes", "/v1/custom-messages", "/v1/verifications"}
+)
+#: The characters of each code_type bitmask: 1 digits, 2 lower case, 4 upper case.
+_ALPHABETS: Final = {
+    code_type: (string.digits if code_type & 1 else "")
+    + (string.ascii_lowercase if code_type & 2 else "")
+    + (string.ascii_uppercase if code_type & 4 else "")
+    for code_type in range(1, 8)
+}
+#: Channel names JSON writes as they are (no character to escape).
+_PLAIN_CHANNELS: Final = frozenset(
+    channel for channel in CHANNELS if channel.isascii() and channel.isalnum()
+)
 
 
 class Emulator:
@@ -193,6 +210,7 @@ class Emulator:
         self._worker = self._rng.getrandbits(10)
         self._last_id = 0
         self._templates: dict[str, Template] = {}
+        self._unregistered: Template | None = None  # the last template made up in _template
         self._issued: OrderedDict[str, Issued] = OrderedDict()
         self._limits: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._last_codes: dict[str, str] = {}
@@ -318,7 +336,12 @@ class Emulator:
             return template
         if self.strict_templates:
             raise Reject(ErrorCode.NOT_FOUND, f"template {template_id!r} does not exist")
-        return Template(template_id=template_id)
+        # An unregistered template is the defaults under its id, never changed or shown:
+        # the last one made is used again for the next send with the same id.
+        template = self._unregistered
+        if template is None or template.template_id != template_id:
+            template = self._unregistered = Template(template_id=template_id)
+        return template
 
     def _check_reviewed(self, template: Template) -> None:
         # EngageLab documents the review statuses but not what a send with an unreviewed
@@ -441,13 +464,14 @@ class Emulator:
         decoded ``%3F`` in a template id stays part of the id).
         ``request`` is the door's own request object (an ``httpx.Request`` under
         ``otp_mock``), kept on the journal entry for the test and never read here."""
-        path = path.rstrip("/") or "/"
+        if not path or path[-1] == "/":
+            path = path.rstrip("/") or "/"
         method = method.upper()
         with self._lock:
             outcome: EmulatorResponse | Fault
             try:
                 route = self._route(method, path)
-                injection = self._take_next(route[0])
+                injection = self._take_next(route[0]) if self._injections else None
                 if injection is not None:
                     outcome = self._fire(injection)
                 else:
@@ -496,18 +520,14 @@ class Emulator:
     _Handler = Callable[[Incoming], EmulatorResponse | Fault]
 
     def _route(self, method: str, path: str) -> tuple[str, Emulator._Handler]:
-        posts: dict[str, Emulator._Handler] = {
-            "/v1/messages": self._post_send,
-            "/v1/codes": self._post_send,
-            "/v1/custom-messages": self._post_send,
-            "/v1/verifications": self._post_verification,
-        }
-        if path in posts:
+        if path in _POST_ONLY:
             if method != "POST":
                 raise Reject(
                     ErrorCode.INVALID_PARAMS, f"{method} {path}: use POST", 405, allow="POST"
                 )
-            return path, posts[path]
+            if path == "/v1/verifications":
+                return path, self._post_verification
+            return path, self._post_send
         if path == "/v1/template-configs":
             if method == "POST":
                 return path, self._post_template_config
@@ -539,12 +559,17 @@ class Emulator:
                 ErrorCode.AUTH_FAILED, "authentication failed: use Basic base64(dev_key:dev_secret)"
             )
         try:
-            base64.b64decode(given[6:].strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise Reject(
-                ErrorCode.AUTH_FAILED, "authentication failed: Authorization is not valid base64"
-            ) from None
-        if not hmac.compare_digest(given.strip().encode(), self._auth.encode()):
+            right = hmac.compare_digest(given.strip().encode(), self._auth.encode())
+        except UnicodeEncodeError:  # not base64 either: answered below
+            right = False
+        if not right:  # the right value is valid base64; a wrong one may not be
+            try:
+                base64.b64decode(given[6:].strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raise Reject(
+                    ErrorCode.AUTH_FAILED,
+                    "authentication failed: Authorization is not valid base64",
+                ) from None
             raise Reject(ErrorCode.AUTH_FAILED, "authentication failed: wrong dev_key or secret")
         if self.key_status != "active":
             raise Reject(
@@ -563,7 +588,10 @@ class Emulator:
                 f"Content-Type must be application/json, not {content_type or 'missing'!r}",
             )
         try:
-            payload = json.loads(body)
+            if body[:1] == b"{" and body[1:2] != b"\0":  # what json.loads(bytes) would detect
+                payload = json.loads(body.decode("utf-8", "surrogatepass"))
+            else:
+                payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise Reject(ErrorCode.INVALID_FORMAT, "the request body is not valid JSON") from None
         except RecursionError:
@@ -646,7 +674,7 @@ class Emulator:
                 ErrorCode.VALIDATION_FAILED,
                 f"template {template.template_id!r} sends only e-mail; {to!r} is a phone number",
             )
-        if is_email and "email" not in channels:
+        if is_email and "email" not in template.channels:
             raise Reject(
                 ErrorCode.VALIDATION_FAILED,
                 f"template {template.template_id!r} has no email channel "
@@ -687,7 +715,11 @@ class Emulator:
         for to in send.recipients:
             self._check_recipient(to, template)
         for to in send.recipients:
-            failure = self._delivery_failure(to)
+            failure = (
+                self._delivery_failure(to)
+                if self._injections or to in DELIVERY_ERROR_NUMBERS
+                else None
+            )
             if failure is not None:
                 answer, error_code = failure
                 self._emit(
@@ -743,7 +775,11 @@ class Emulator:
             if self.rate_limit and send.rate_limited:
                 self._limits[(send.template_id, to)] = now + template.ttl
                 self._trim(self._limits)
-            self._emit(EmulatorEvent("sent", now, to, send.template_id, message))
+            if self._listeners:
+                self._emit(EmulatorEvent("sent", now, to, send.template_id, message))
+        if first in _PLAIN_CHANNELS:  # digits and a plain name: what dumps() writes
+            body = f'{{"message_id":"{message_id}","send_channel":"{first}"}}'.encode()
+            return EmulatorResponse(200, body)
         return EmulatorResponse(200, dumps({"message_id": message_id, "send_channel": first}))
 
     def _remember(self, message: SentMessage, verifiable: bool) -> None:
@@ -768,6 +804,25 @@ class Emulator:
         return str(self._last_id)
 
     def _make_code(self, template: Template) -> str:
+        code_type = template.code_type
+        if type(code_type) is not int or code_type not in _ALPHABETS:
+            return self._make_code_by_choice(template)  # not reached: templates check it
+        alphabet = _ALPHABETS[code_type]
+        # Exactly the draws of ``self._rng.choice(alphabet)`` per character (its
+        # ``_randbelow``: getrandbits of the length's bit length until one is below it),
+        # so a seeded emulator makes the same codes, at a third of the calls.
+        size = len(alphabet)
+        bits = size.bit_length()
+        getrandbits = self._rng.getrandbits
+        code = ""
+        for _ in range(template.code_length):
+            drawn = getrandbits(bits)
+            while drawn >= size:
+                drawn = getrandbits(bits)
+            code += alphabet[drawn]
+        return code
+
+    def _make_code_by_choice(self, template: Template) -> str:
         alphabet = ""
         if template.code_type & 1:
             alphabet += string.digits
