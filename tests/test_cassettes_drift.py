@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -24,7 +25,8 @@ SEND = {"to": "+6591234567", "template": {"id": "login"}}
 
 @pytest.fixture(autouse=True)
 def _quick_inner_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest -p no:cacheprovider")
+    given = os.environ.get("PYTEST_ADDOPTS", "")  # the suite's own inner-run options stay
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"{given} -p no:hypothesispytest -p no:cacheprovider")
 
 
 def interaction(body: Any, status: int, answer: Any, path: str = "/v1/messages") -> Any:

@@ -8,6 +8,7 @@ pin what both answer, and that replay compares no pair of requests.
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from hypothesis import given
@@ -191,7 +192,8 @@ def test_replay_files_each_interaction_once_and_compares_no_pair(
     """vcrpy compared each request with every recorded interaction through every matcher
     (count^2 / 2 json_body calls); the index computes one key per interaction and per
     request, and calls no matcher unless a request misses."""
-    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest -p no:cacheprovider")
+    given = os.environ.get("PYTEST_ADDOPTS", "")  # the suite's own inner-run options stay
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"{given} -p no:hypothesispytest -p no:cacheprovider")
     monkeypatch.setenv("N", str(count))
     pytester.makeini("[pytest]\n")
     pytester.makeconftest(COUNTING)

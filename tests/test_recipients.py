@@ -10,6 +10,7 @@ SDK send, and off, as httpx sends).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -111,9 +112,9 @@ def test_a_recorded_cassette_holds_no_recipient_however_the_client_encoded_it(
         """
     )
     with OTPServer(emulator) as live:
-        monkeypatch.setenv(
-            "PYTEST_ADDOPTS", "-p no:hypothesispytest -p no:cacheprovider -p no:schemathesis"
-        )
+        given = os.environ.get("PYTEST_ADDOPTS", "")
+        inner = "-p no:hypothesispytest -p no:cacheprovider -p no:schemathesis"
+        monkeypatch.setenv("PYTEST_ADDOPTS", f"{given} {inner}")
         monkeypatch.setenv("ENGAGELAB_DEV_KEY", KEY)
         monkeypatch.setenv("ENGAGELAB_DEV_SECRET", SECRET)
         monkeypatch.setenv("ENGAGELAB_BASE_URL", live.url)
