@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import ipaddress
 import json
 import os
 import re
@@ -129,6 +128,8 @@ def is_loopback(host: str) -> bool:
     host = _normal(host).strip("[]")
     if host == "localhost" or host.endswith(".localhost"):
         return True
+    import ipaddress  # here, not at plugin load: most suites never ask
+
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
