@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from pytest_engagelab.emulator.bounded import BoundedLog
 
 __all__ = ["Journal", "SentMessage"]
 
@@ -78,41 +78,9 @@ def _describe_criteria(expected: dict[str, Any]) -> str:
     return ", ".join(f"{name}={value!r}" for name, value in expected.items())
 
 
-class Journal:
-    """A thread-safe, bounded list of :class:`SentMessage`.
-
-    Past ``limit`` entries the oldest are dropped (``dropped`` counts them), so a
-    test that sends 100,000 messages does not keep 100,000 requests in memory.
-    """
-
-    def __init__(self, limit: int | None = 10_000) -> None:
-        if limit is not None and limit < 1:
-            raise ValueError(f"journal_limit must be at least 1 or None, not {limit!r}")
-        self._lock = threading.Lock()
-        self._entries: deque[SentMessage] = deque(maxlen=limit)
-        self.limit = limit
-        self.dropped = 0
-
-    def append(self, message: SentMessage) -> None:
-        with self._lock:
-            if self.limit is not None and len(self._entries) == self.limit:
-                self.dropped += 1
-            self._entries.append(message)
-
-    def snapshot(self) -> list[SentMessage]:
-        with self._lock:
-            return list(self._entries)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.dropped = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[SentMessage]:
-        return iter(self.snapshot())
+class Journal(BoundedLog[SentMessage]):
+    """A thread-safe, bounded list of :class:`SentMessage` (see :class:`BoundedLog`), with
+    the matching and failure reports of the ``assert_sent`` family."""
 
     # -- assertions ---------------------------------------------------------------
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
-from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from pytest_engagelab.emulator.bounded import BoundedLog
 from pytest_engagelab.emulator.codes import ErrorCode
 from pytest_engagelab.emulator.model import ENDPOINTS
 
@@ -168,39 +167,7 @@ def record(
     return entry
 
 
-class RequestLog:
-    """A thread-safe, bounded list of :class:`RequestRecord`, oldest first.
-
-    Bounded like the journal: past ``limit`` records the oldest are dropped
-    (``dropped`` counts them); ``total`` counts every request since the last clear.
-    """
-
-    def __init__(self, limit: int | None = 10_000) -> None:
-        self._lock = threading.Lock()
-        self._entries: deque[RequestRecord] = deque(maxlen=limit)
-        self.limit = limit
-        self.dropped = 0
-        self.total = 0
-
-    def append(self, entry: RequestRecord) -> None:
-        with self._lock:
-            if self.limit is not None and len(self._entries) == self.limit:
-                self.dropped += 1
-            self._entries.append(entry)
-            self.total += 1
-
-    def snapshot(self) -> list[RequestRecord]:
-        with self._lock:
-            return list(self._entries)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self.dropped = 0
-            self.total = 0
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[RequestRecord]:
-        return iter(self.snapshot())
+class RequestLog(BoundedLog[RequestRecord]):
+    """A thread-safe, bounded list of :class:`RequestRecord`, oldest first, bounded like
+    the journal (see :class:`BoundedLog`); ``total`` counts every request since the last
+    clear."""
