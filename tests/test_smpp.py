@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import smpplib.client
+import smpplib.consts
 import smpplib.exceptions
 import smpplib.gsm
 import smpplib.smpp
@@ -51,7 +52,7 @@ def bound(server: OTPSMPPServer) -> Iterator[smpplib.client.Client]:
         yield client
     finally:
         try:
-            if client.state == "BOUND_TRX":
+            if client.state == smpplib.consts.SMPP_CLIENT_STATE_BOUND_TRX:
                 client.unbind()
         except (smpplib.exceptions.ConnectionError, OSError):
             pass
@@ -781,6 +782,7 @@ import json
 import random
 
 import smpplib.client
+import smpplib.consts
 
 
 def test_login_over_smpp(otp_smpp_server):
@@ -1017,3 +1019,28 @@ def test_the_server_listens_on_ipv6_loopback_too() -> None:
             raw_bind(conn, server)
             conn.sendall(HEADER.pack(16, 0x15, 0, 2))
             assert read_raw(conn)[1:4] == (0x80000015, 0, 2)
+
+
+def test_accept_out_of_file_descriptors_backs_off_and_the_bind_still_succeeds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The SMPP door stands on the same listener as otp_server: no spin at EMFILE."""
+    import errno
+
+    calls: list[float] = []
+    failing_for = 0.6
+    original = socket.socket.accept
+
+    def accept(self: socket.socket) -> tuple[socket.socket, Any]:
+        calls.append(time.monotonic())
+        if calls[-1] - calls[0] < failing_for:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return original(self)
+
+    with OTPSMPPServer() as server:
+        monkeypatch.setattr(socket.socket, "accept", accept)
+        with bound(server) as client:
+            assert client.state == smpplib.consts.SMPP_CLIENT_STATE_BOUND_TRX
+        monkeypatch.undo()
+    failing = [t for t in calls if t - calls[0] < failing_for]
+    assert 3 <= len(failing) <= 12, len(failing)

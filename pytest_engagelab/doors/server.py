@@ -36,11 +36,8 @@ HTTP, as this server speaks it (parsing, framing and keep-alive are h11's):
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
-import selectors
 import socket
-import threading
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -56,6 +53,7 @@ from pytest_engagelab.doors.control_api import (
 )
 from pytest_engagelab.doors.controls import EmulatorControls
 from pytest_engagelab.doors.http import HTTPError, Limits, Request, serve_connection
+from pytest_engagelab.doors.listener import Listener
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
 from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.model import EmulatorResponse, Fault, error_body
@@ -78,9 +76,6 @@ DEFAULT_READ_TIMEOUT: Final = 2.0
 #: Seconds an idle keep-alive connection stays open.
 DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 60.0
 #: accept() failing for want of resources (file descriptors, memory): wait, then retry.
-_OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-_BACKOFF_FIRST: Final = 0.005
-_BACKOFF_MAX: Final = 0.5
 
 
 class _DeferredRequest(httpx.Request):
@@ -144,14 +139,12 @@ class OTPServer(EmulatorControls):
         self.read_timeout = read_timeout
         self.keep_alive_timeout = keep_alive_timeout
         self.log = log
-        self._port = port
         super().__init__(emulator if emulator is not None else Emulator(), self._url_for(port))
-        self._listener: socket.socket | None = None
-        self._waker: tuple[socket.socket, socket.socket] | None = None
-        self._acceptor: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._connections: dict[socket.socket, threading.Thread] = {}
-        self._stopping = threading.Event()
+        self._listener = Listener(
+            host, port, self._serve_connection, what="OTPServer", thread_name="otp-server"
+        )
+        self._stopping = self._listener.stopping
+        self._limits = Limits(max_body, read_timeout, keep_alive_timeout)
         self._urls: dict[str, httpx.URL] = {}
         self._control = ControlAPI(self)
 
@@ -171,12 +164,12 @@ class OTPServer(EmulatorControls):
     @property
     def port(self) -> int:
         """The port served (the one chosen by the system once started with ``port=0``)."""
-        return self._port
+        return self._listener.port
 
     @property
     def started(self) -> bool:
         """Whether the server is accepting connections."""
-        return self._acceptor is not None
+        return self._listener.started
 
     def __repr__(self) -> str:
         state = "started" if self.started else "stopped"
@@ -186,52 +179,14 @@ class OTPServer(EmulatorControls):
         """Bind, listen and serve in a background thread (no-op when started)."""
         if self.started:
             return
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self._port))
-            listener.listen(socket.SOMAXCONN)
-            listener.setblocking(False)
-        except OSError as error:
-            listener.close()
-            raise OSError(
-                error.errno,
-                f"OTPServer cannot listen on {self.host}:{self._port}: {error.strerror}",
-            ) from error
-        self._listener = listener
-        self._port = listener.getsockname()[1]
-        self.base_url = self._url_for(self._port)
+        self._limits = Limits(self.max_body, self.read_timeout, self.keep_alive_timeout)
+        self.base_url = self._url_for(self._listener.start())
         self._urls.clear()
-        self._waker = socket.socketpair()
-        self._stopping.clear()
-        self._acceptor = threading.Thread(
-            target=self._accept_loop, name=f"otp-server:{self._port}", daemon=True
-        )
-        self._acceptor.start()
 
     def stop(self) -> None:
         """Stop serving: close the listening socket and every open connection, join
         every thread.  Nothing the server opened outlives this call."""
-        acceptor = self._acceptor
-        if acceptor is None:
-            return
-        self._stopping.set()
-        assert self._waker is not None
-        assert self._listener is not None
-        self._waker[1].send(b"x")
-        acceptor.join()
-        for end in self._waker:
-            end.close()
-        self._listener.close()
-        with self._lock:
-            connections = list(self._connections.items())
-        for conn, _thread in connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        for _conn, thread in connections:
-            thread.join()
-        self._acceptor = self._listener = self._waker = None
+        self._listener.stop()
 
     def reset(self) -> None:
         """Forget everything sent, templates, limits, injections and queued callbacks,
@@ -243,47 +198,8 @@ class OTPServer(EmulatorControls):
 
     # -- connections ----------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        assert self._waker is not None
-        listener = self._listener
-        limits = Limits(self.max_body, self.read_timeout, self.keep_alive_timeout)
-        backoff = 0.0
-        with selectors.DefaultSelector() as selector:
-            selector.register(listener, selectors.EVENT_READ)
-            selector.register(self._waker[0], selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is not listener or self._stopping.is_set():
-                        continue
-                    try:
-                        conn, peer = listener.accept()
-                    except OSError as error:
-                        if error.errno in _OUT_OF_RESOURCES:
-                            # The connection stays queued and the listener readable: retrying
-                            # at once would spin.  Wait, longer each time, until one is free.
-                            backoff = min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX)
-                            self._stopping.wait(backoff)
-                        continue  # otherwise the client gave up before we accepted it
-                    backoff = 0.0
-                    conn.setblocking(True)
-                    client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-                    thread = threading.Thread(
-                        target=self._serve_connection,
-                        args=(conn, client, limits),
-                        name=f"otp-server:{self._port}:conn",
-                        daemon=True,
-                    )
-                    with self._lock:
-                        self._connections[conn] = thread
-                    thread.start()
-
-    def _serve_connection(self, conn: socket.socket, client: str, limits: Limits) -> None:
-        try:
-            serve_connection(conn, client, limits, self._dispatch, self._log, self._stopping)
-        finally:
-            with self._lock:
-                self._connections.pop(conn, None)
+    def _serve_connection(self, conn: socket.socket, client: str) -> None:
+        serve_connection(conn, client, self._limits, self._dispatch, self._log, self._stopping)
 
     def _dispatch(self, request: Request) -> EmulatorResponse | Fault:
         """The answer to one well-formed request: the control API's or the emulator's."""

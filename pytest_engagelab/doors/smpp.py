@@ -34,7 +34,6 @@ import contextlib
 import hmac
 import json
 import math
-import selectors
 import socket
 import threading
 import time
@@ -44,6 +43,7 @@ from typing import Any, Final
 from pytest_engagelab.callbacks import TARGET_INVALID_ERRORS
 from pytest_engagelab.doors import smpp_pdu as pdu
 from pytest_engagelab.doors.controls import EmulatorControls
+from pytest_engagelab.doors.listener import Listener
 from pytest_engagelab.doors.smpp_pdu import SMPPStatus, SMPPUnavailable
 from pytest_engagelab.doors.smpp_session import Drop, Session, SMPPReceipt, SMPPSubmit
 from pytest_engagelab.emulator.auth import basic_authorization
@@ -159,14 +159,13 @@ class OTPSMPPServer(EmulatorControls):
         self.keep_alive = keep_alive
         self.read_timeout = read_timeout
         self.log = log
-        self._port = port
         super().__init__(emulator if emulator is not None else Emulator(), self._url_for(port))
-        self._listener: socket.socket | None = None
-        self._waker: tuple[socket.socket, socket.socket] | None = None
-        self._acceptor: threading.Thread | None = None
+        self._listener = Listener(
+            host, port, self._serve_connection, what="OTPSMPPServer", thread_name="otp-smpp"
+        )
+        self._stopping = self._listener.stopping
         self._lock = threading.Lock()
-        self._sessions: dict[Session, threading.Thread] = {}
-        self._stopping = threading.Event()
+        self._sessions: set[Session] = set()
         self._pending: list[SMPPReceipt] = []
         self._sent_receipts: list[SMPPReceipt] = []
         self._refused_binds: list[str] = []
@@ -192,12 +191,12 @@ class OTPSMPPServer(EmulatorControls):
     @property
     def port(self) -> int:
         """The port served (the one the system chose, once started with ``port=0``)."""
-        return self._port
+        return self._listener.port
 
     @property
     def started(self) -> bool:
         """Whether the server is accepting connections."""
-        return self._acceptor is not None
+        return self._listener.started
 
     def __repr__(self) -> str:
         state = "started" if self.started else "stopped"
@@ -207,50 +206,11 @@ class OTPSMPPServer(EmulatorControls):
         """Bind, listen and serve in a background thread (no-op when started)."""
         if self.started:
             return
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        listener = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind((self.host, self._port))
-            listener.listen(socket.SOMAXCONN)
-            listener.setblocking(False)
-        except OSError as error:
-            listener.close()
-            raise OSError(
-                error.errno,
-                f"OTPSMPPServer cannot listen on {self.host}:{self._port}: {error.strerror}",
-            ) from error
-        self._listener = listener
-        self._port = listener.getsockname()[1]
-        self.base_url = self._url_for(self._port)
-        self._waker = socket.socketpair()
-        self._stopping.clear()
-        self._acceptor = threading.Thread(
-            target=self._accept_loop, name=f"otp-smpp:{self._port}", daemon=True
-        )
-        self._acceptor.start()
+        self.base_url = self._url_for(self._listener.start())
 
     def stop(self) -> None:
         """Close the listening socket and every session, join every thread."""
-        acceptor = self._acceptor
-        if acceptor is None:
-            return
-        self._stopping.set()
-        assert self._waker is not None
-        assert self._listener is not None
-        self._waker[1].send(b"x")
-        acceptor.join()
-        for end in self._waker:
-            end.close()
-        self._listener.close()
-        with self._lock:
-            sessions = list(self._sessions.items())
-        for session, _thread in sessions:
-            with contextlib.suppress(OSError):
-                session.conn.shutdown(socket.SHUT_RDWR)
-        for _session, thread in sessions:
-            thread.join()
-        self._acceptor = self._listener = self._waker = None
+        self._listener.stop()
 
     def reset(self) -> None:
         """The state of a fresh server: forget messages, templates, limits, injections
@@ -364,32 +324,12 @@ class OTPSMPPServer(EmulatorControls):
 
     # -- connections ------------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        assert self._waker is not None
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._waker[0], selectors.EVENT_READ)
-            while not self._stopping.is_set():
-                for key, _ in selector.select():
-                    if key.fileobj is not self._listener or self._stopping.is_set():
-                        continue
-                    try:
-                        conn, peer = self._listener.accept()
-                    except OSError:
-                        continue
-                    conn.setblocking(True)
-                    conn.settimeout(self.read_timeout)
-                    session = Session(conn, f"{peer[0]}:{peer[1]}")  # IPv4 or IPv6 alike
-                    thread = threading.Thread(
-                        target=self._serve,
-                        args=(session,),
-                        name=f"otp-smpp:{self._port}:conn",
-                        daemon=True,
-                    )
-                    with self._lock:
-                        self._sessions[session] = thread
-                    thread.start()
+    def _serve_connection(self, conn: socket.socket, client: str) -> None:
+        conn.settimeout(self.read_timeout)
+        session = Session(conn, client)
+        with self._lock:
+            self._sessions.add(session)
+        self._serve(session)
 
     def _serve(self, session: Session) -> None:
         reason = "closed by the client"
@@ -417,7 +357,7 @@ class OTPSMPPServer(EmulatorControls):
             with contextlib.suppress(OSError):
                 session.close()
             with self._lock:
-                self._sessions.pop(session, None)
+                self._sessions.discard(session)
 
     # -- answering --------------------------------------------------------------------
 
