@@ -29,6 +29,18 @@ def pytester(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pyte
 
 
 @pytest.fixture
+def cassette_inner_runs(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester) -> None:
+    """Inner pytest runs of the cassette tests: quick (no hypothesis or cache plugin, the
+    suite's own inner-run options kept), no recording credentials from the outer
+    environment, and an empty ini of their own."""
+    given = os.environ.get("PYTEST_ADDOPTS", "")
+    monkeypatch.setenv("PYTEST_ADDOPTS", f"{given} -p no:hypothesispytest -p no:cacheprovider")
+    for name in ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    pytester.makeini("[pytest]\n")
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     """Async tests run on asyncio (``@pytest.mark.anyio``)."""
     return "asyncio"

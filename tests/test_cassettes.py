@@ -54,12 +54,8 @@ def test_send_and_verify(otp_client):
 
 
 @pytest.fixture(autouse=True)
-def _quick_inner_runs(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester) -> None:
-    given = os.environ.get("PYTEST_ADDOPTS", "")  # the suite's own inner-run options stay
-    monkeypatch.setenv("PYTEST_ADDOPTS", f"{given} -p no:hypothesispytest -p no:cacheprovider")
-    for name in ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL"):
-        monkeypatch.delenv(name, raising=False)
-    pytester.makeini("[pytest]\n")
+def _quick_inner_runs(cassette_inner_runs: None) -> None:
+    """Every test here runs pytest inside: see ``cassette_inner_runs`` in conftest."""
 
 
 @pytest.fixture
