@@ -146,7 +146,21 @@ def load(
                 errors[index] += 1
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    return run_threads(client, clients, seconds, start, deadline, latencies, errors)
+
+
+def run_threads(
+    body: Callable[[int], None],
+    count: int,
+    seconds: float,
+    start: threading.Barrier,
+    deadline: list[float],
+    latencies: list[list[float]],
+    errors: list[int],
+) -> Run:
+    """Run ``body(index)`` in ``count`` threads that wait on ``start``; set ``deadline`` to
+    ``seconds`` from the common start; the Run of every latency they recorded."""
+    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
     for thread in threads:
         thread.start()
     begin = time.perf_counter()

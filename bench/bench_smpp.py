@@ -28,7 +28,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 import smpplib.client
 
 from bench._common import Row
-from bench.bench_server import Run, load, otp_server
+from bench.bench_server import Run, load, otp_server, run_threads
 from pytest_engagelab.doors.smpp import OTPSMPPServer
 
 BINDS = (1, 8)
@@ -69,17 +69,7 @@ def load_smpp(server: OTPSMPPServer, binds: int, seconds: float, base: int) -> R
         client.unbind()
         client.disconnect()
 
-    threads = [threading.Thread(target=session, args=(i,)) for i in range(binds)]
-    for thread in threads:
-        thread.start()
-    begin = time.perf_counter()
-    deadline[0] = begin + seconds
-    start.wait()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - begin
-    merged = [latency for mine in latencies for latency in mine]
-    return Run(len(merged), elapsed, merged, sum(errors))
+    return run_threads(session, binds, seconds, start, deadline, latencies, errors)
 
 
 def measure(seconds: float = 1.5, rounds: int = 3) -> list[Row]:
