@@ -4,9 +4,13 @@ and a last check that no file the suite wrote holds a credential it recorded wit
 from __future__ import annotations
 
 import base64
+import errno
 import importlib.util
 import os
+import socket
+import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import respx
@@ -38,6 +42,28 @@ def cassette_inner_runs(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytest
     for name in ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
     pytester.makeini("[pytest]\n")
+
+
+@pytest.fixture
+def accept_out_of_fds(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], list[float]]:
+    """``accept_out_of_fds(seconds)``: from now on ``socket.accept()`` fails with EMFILE for
+    ``seconds`` after its first call, then works; returns the list of call times, which
+    grows as the listener retries.  ``monkeypatch.undo()`` restores ``accept``."""
+
+    def patch(seconds: float) -> list[float]:
+        calls: list[float] = []
+        original = socket.socket.accept
+
+        def accept(self: socket.socket) -> tuple[socket.socket, Any]:
+            calls.append(time.monotonic())
+            if calls[-1] - calls[0] < seconds:
+                raise OSError(errno.EMFILE, "Too many open files")
+            return original(self)
+
+        monkeypatch.setattr(socket.socket, "accept", accept)
+        return calls
+
+    return patch
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import json
 import math
 import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -250,20 +249,11 @@ def test_an_idle_connection_between_requests_waits_for_keep_alive_not_read_timeo
 
 
 def test_accept_out_of_file_descriptors_backs_off_instead_of_spinning(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, accept_out_of_fds: Callable[[float], list[float]]
 ) -> None:
-    calls: list[float] = []
     failing_for = 0.6
-    original = socket.socket.accept
-
-    def accept(self: socket.socket) -> tuple[socket.socket, Any]:
-        calls.append(time.monotonic())
-        if calls[-1] - calls[0] < failing_for:
-            raise OSError(errno.EMFILE, "Too many open files")
-        return original(self)
-
     with OTPServer() as server:
-        monkeypatch.setattr(socket.socket, "accept", accept)
+        calls = accept_out_of_fds(failing_for)
         started = time.monotonic()
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             sock.sendall(b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -1022,23 +1022,12 @@ def test_the_server_listens_on_ipv6_loopback_too() -> None:
 
 
 def test_accept_out_of_file_descriptors_backs_off_and_the_bind_still_succeeds(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, accept_out_of_fds: Callable[[float], list[float]]
 ) -> None:
     """The SMPP door stands on the same listener as otp_server: no spin at EMFILE."""
-    import errno
-
-    calls: list[float] = []
     failing_for = 0.6
-    original = socket.socket.accept
-
-    def accept(self: socket.socket) -> tuple[socket.socket, Any]:
-        calls.append(time.monotonic())
-        if calls[-1] - calls[0] < failing_for:
-            raise OSError(errno.EMFILE, "Too many open files")
-        return original(self)
-
     with OTPSMPPServer() as server:
-        monkeypatch.setattr(socket.socket, "accept", accept)
+        calls = accept_out_of_fds(failing_for)
         with bound(server) as client:
             assert client.state == smpplib.consts.SMPP_CLIENT_STATE_BOUND_TRX
         monkeypatch.undo()
