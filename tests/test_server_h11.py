@@ -644,3 +644,74 @@ def test_a_decoded_question_mark_stays_part_of_the_template_id(
     assert isinstance(listed.json(), list)
     assert answer.json()["code"] == 4001
     assert answer.status_code == 400
+
+
+# -- one thread serves every connection ----------------------------------------------------------
+
+
+def test_a_client_that_reads_no_answers_does_not_hold_up_the_others() -> None:
+    """One thread serves every connection, so it must never wait on one client: a client
+    that pipelines requests and reads none of the answers fills its socket's buffers; the
+    server keeps the rest of its output, stops answering that client, and answers a second
+    client meanwhile.  The first client then gets every answer, in order."""
+    answered: list[str] = []
+    health = b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    # An unknown path is named in its 404: 2 KB answers, 16 MB in all, more than the
+    # sockets' buffers hold (the server's send buffer grows to 4 MB here).
+    missing = b"GET /v1/" + b"x" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    count = 8_000
+    with OTPServer(log=answered.append) as server, socket.socket() as greedy:
+        greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # no autotuning to 32 MB
+        greedy.connect(("127.0.0.1", server.port))
+        greedy.settimeout(5)
+        sender = threading.Thread(target=greedy.sendall, args=(missing * count,), daemon=True)
+        sender.start()
+        time.sleep(0.5)
+        stuck_at = len(answered)
+        assert 0 < stuck_at < count, "the server answered every request although none was read"
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as other:
+            other.sendall(health)
+            assert read_answers(other, 1)[0][0] == 200
+        assert time.monotonic() - started < 1
+        statuses: dict[bytes, int] = {}
+        tail = b""
+        while sum(statuses.values()) < count:
+            chunk = greedy.recv(1 << 20)
+            assert chunk, f"closed after {sum(statuses.values())} answers"
+            window = tail + chunk
+            for status in (b"200", b"400", b"404", b"408", b"500"):
+                found = window.count(b"HTTP/1.1 " + status + b" ")
+                if found:
+                    statuses[status] = statuses.get(status, 0) + found
+            tail = window[-12:]
+        sender.join(5)
+    assert statuses == {b"404": count}
+    assert len(answered) == count + 1
+
+
+def test_a_defect_while_serving_one_connection_closes_it_and_spares_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug in the door itself (here: answering a request raises) closes that connection,
+    writes one log line with code 1000, and the thread goes on serving everybody else."""
+    from pytest_engagelab.doors import http as door
+
+    lines: list[str] = []
+    original = door.HTTPChannel._complete
+
+    def complete(self: door.HTTPChannel) -> None:
+        assert self.request is not None
+        if self.request.path == "/_emulator/health" and self.request.query == "boom":
+            raise RuntimeError("a defect")
+        original(self)
+
+    monkeypatch.setattr(door.HTTPChannel, "_complete", complete)
+    with OTPServer(log=lines.append) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as bad:
+            bad.sendall(b"GET /_emulator/health?boom HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_all(bad) == b""  # closed without an answer
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as good:
+            good.sendall(b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answers(good, 1)[0][0] == 200
+    assert any(line.endswith("- -> 500 code=1000 (0.0 ms)") for line in lines), lines

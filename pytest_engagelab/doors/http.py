@@ -1,18 +1,22 @@
-"""HTTP/1.1 for the loopback door: one connection, served on its own thread, parsed by h11.
+"""HTTP/1.1 for the loopback door: one connection as a non-blocking channel, parsed by h11.
 
 h11 does the protocol: the request line and headers, ``Content-Length`` and chunked
 framing, keep-alive and the ``Connection`` header, ``Expect: 100-continue``.  This
-module does what h11 leaves to its user: reading the socket against a deadline,
-the body limit, the answers to malformed or stalled requests, and writing the
-emulator's answers.
+module does what h11 leaves to its user: feeding it what the socket delivers, the
+whole-request deadline, the body limit, the answers to malformed or stalled
+requests, and writing the emulator's answers.  The listener's thread
+(:class:`~pytest_engagelab.doors.listener.Listener`) serves every connection: it calls
+:meth:`HTTPChannel.readable` when bytes arrive, :meth:`~HTTPChannel.writable` when an
+answer that did not fit the socket's buffer can go on, and
+:meth:`~HTTPChannel.expired` when the channel's deadline passes.
 
 Every way a request can go wrong ends in a documented answer (status and code 3001)
-or a clean close, never in an exception escaping the connection thread.
+or a clean close, never in an exception escaping to the listener.
 
 Why this module is long: one connection is one state machine (waiting, reading a
 head, reading a body, answering, lingering after an early answer) with one deadline
-and one socket mode threaded through every step; the table of h11's reasons in our
-words and the limits' messages belong to it.  Split, each part would need the others.
+threaded through every step; the table of h11's reasons in our words and the limits'
+messages belong to it.  Split, each part would need the others.
 """
 
 from __future__ import annotations
@@ -23,9 +27,6 @@ import functools
 import http
 import json
 import socket
-import struct
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from pytest_engagelab._version import __version__
 from pytest_engagelab.emulator.model import EmulatorResponse, Fault, error_body
 from pytest_engagelab.errors import ErrorCode
 
-__all__ = ["HTTPError", "Limits", "Request", "serve_connection"]
+__all__ = ["HTTPChannel", "HTTPError", "Limits", "Request"]
 
 #: The longest request line, in bytes (longer: 414).
 MAX_LINE: Final = 8192
@@ -95,24 +96,18 @@ class HTTPError(Exception):
         return EmulatorResponse(plain.status, plain.body, plain.headers + self.headers)
 
 
-class _TimedOut(Exception):
-    """The whole request did not arrive within ``read_timeout``."""
-
-
-class _Closed(Exception):
-    """The client closed the connection (or stop() did) between requests."""
-
-
 Handler = Callable[[Request], EmulatorResponse | Fault]
 #: ``log(client, method, target, answer or None when dropped, perf_counter at start, note)``
 Log = Callable[[str, str, str, "EmulatorResponse | None", float, str], None]
 
 
-def _reason(status: int) -> bytes:
+@functools.lru_cache(maxsize=64)
+def _status_line(status: int) -> bytes:
     try:
-        return http.HTTPStatus(status).phrase.encode()
+        reason = http.HTTPStatus(status).phrase.encode()
     except ValueError:
-        return b"Unknown"
+        reason = b"Unknown"
+    return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 
 
 _DATE: list[tuple[int, bytes]] = [(0, b"")]
@@ -167,8 +162,40 @@ def _protocol_message(error: h11.ProtocolError) -> str:
     return f"malformed request: {text.rstrip(':')}"
 
 
-class _Connection:
-    """The state of one client connection."""
+# The phases of a connection.
+_IDLE: Final = 0  # between requests: closed quietly after keep_alive_timeout
+_READING: Final = 1  # a request has begun: it must be whole within read_timeout
+_LINGER: Final = 2  # after an early answer: reading and dropping, then closing
+_READ: Final = 1  # selectors.EVENT_READ
+_WRITE: Final = 2  # selectors.EVENT_WRITE
+
+
+class _Head:
+    """What the door needs of a request whose head has arrived, while its body comes."""
+
+    __slots__ = ("headers", "keep_alive", "length_text", "method", "path", "query", "target")
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.keep_alive = keep_alive
+        self.length_text = headers.get("content-length")
+
+
+class HTTPChannel:
+    """One client connection, served by the listener's thread (a
+    :class:`~pytest_engagelab.doors.listener.Channel`)."""
 
     def __init__(
         self,
@@ -177,74 +204,185 @@ class _Connection:
         limits: Limits,
         handler: Handler,
         log: Log,
-        stopping: threading.Event,
     ) -> None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock = sock
         self.client = client
         self.limits = limits
         self.handler = handler
         self.log = log
-        self.stopping = stopping
+        self.interest = _READ
+        self.deadline = time.monotonic() + limits.keep_alive_timeout
+        self.phase = _IDLE
+        self.started = 0.0  # perf_counter() at the request's first byte, for the log
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.deadline = 0.0
-        self.timed = False  # whether the socket is in Python's timeout mode
-        self.buffered = False  # whether h11 holds bytes of the next request already
         self.head = bytearray()  # the bytes of a head still arriving (to tell 414 from 431)
+        self.request: _Head | None = None  # the request whose body is arriving
+        self.chunks: list[bytes] = []
+        self.total = 0
+        self.out = b""  # output the socket did not take yet
+        self.close_after_output = False
+        self.budget = 0  # bytes still dropped while lingering
+
+    # -- the listener's callbacks -------------------------------------------------------
+
+    def readable(self) -> None:
+        try:
+            data = self.sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # reset by the client
+            self.interest = 0
+            return
+        phase = self.phase
+        if phase == _IDLE:
+            if not data:
+                self.interest = 0  # the client closed between requests
+                return
+            if data[0] in b"\r\n":
+                data = data.lstrip(b"\r\n")  # tolerated between requests (RFC 9112, 2.2)
+                if not data:
+                    return
+            self._begin()
+        elif phase == _LINGER:
+            self.budget -= len(data)
+            if not data or self.budget <= 0:
+                self.interest = 0
+            return
+        if self.request is None and len(self.head) <= MAX_HEAD:
+            self.head += data[: MAX_HEAD + 1]
+        self.h11.receive_data(data)
+        self._advance()
+
+    def writable(self) -> None:
+        if self._flush():
+            self._advance()
+
+    def expired(self, now: float) -> None:
+        if now < self.deadline:
+            return
+        if self.out or self.phase != _READING:  # idle, lingering, or the client reads no more
+            self.interest = 0
+            return
+        timeout = self.limits.read_timeout
+        request = self.request
+        if request is None:
+            self._refuse(
+                HTTPError(408, f"the request did not arrive within {timeout:g} s (read_timeout)")
+            )
+        elif request.length_text is not None:
+            self._refuse(
+                HTTPError(
+                    400,
+                    f"the request body is shorter than its Content-Length ({request.length_text} "
+                    f"bytes): it did not all arrive within {timeout:g} s",
+                )
+            )
+        else:
+            self._refuse(
+                HTTPError(400, f"the chunked request body did not all arrive within {timeout:g} s")
+            )
+
+    def crashed(self, error: Exception) -> None:
+        answer = error_body(
+            ErrorCode.INTERNAL_ERROR,
+            f"pytest-engagelab server error ({type(error).__name__}); please report it",
+        )
+        self.log(self.client, "-", "-", answer, time.perf_counter(), "")
 
     # -- reading ------------------------------------------------------------------------
 
-    def _receive(self, idle: bool) -> bool:
-        """Read once from the socket into h11: up to ``keep_alive_timeout`` between
-        requests, and only until the whole-request deadline once one has started.
+    def _begin(self) -> None:
+        """The first byte of a request: from now it must be whole within read_timeout."""
+        self.phase = _READING
+        self.deadline = time.monotonic() + self.limits.read_timeout
+        self.started = time.perf_counter()
 
-        Between requests the socket blocks, bounded by ``SO_RCVTIMEO``: one system call
-        per read.  Python's own socket timeout (a ``poll`` before every read and write)
-        is used only for a request that arrives in pieces."""
-        sock = self.sock
-        if idle:
-            if self.timed:
-                sock.settimeout(None)
-                self.timed = False
-        else:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise _TimedOut
-            sock.settimeout(left)
-            self.timed = True
-        try:
-            data = sock.recv(_RECV)
-        except TimeoutError:
-            raise _TimedOut from None
-        except OSError:  # idle too long (EAGAIN), reset by the client, or stop()
-            raise _Closed from None
-        if idle:
-            if data.startswith(b"\r\n") or data.startswith(b"\n"):
-                data = data.lstrip(b"\r\n")  # tolerated between requests (RFC 9112, 2.2)
-                if not data:
-                    return False
-            self.deadline = time.monotonic() + self.limits.read_timeout
-        if self.h11.their_state is h11.IDLE and len(self.head) <= MAX_HEAD:
-            self.head += data[: MAX_HEAD + 1]
-        self.h11.receive_data(data)
-        return True
-
-    def _next_event(self, idle: bool) -> h11.Event:
-        while True:
+    def _advance(self) -> None:
+        """Take h11's events until it needs more bytes, answering each whole request."""
+        h11_conn = self.h11
+        while self.phase == _READING and not self.out:
             try:
-                event = self.h11.next_event()
+                event = h11_conn.next_event()
             except h11.RemoteProtocolError as error:
-                raise self._protocol_error(error) from None
+                self._refuse(self._protocol_error(error))
+                return
             except ValueError:  # an h11 older than 0.16 turning a huge number into int
-                raise HTTPError(400, "malformed request: a number is too long") from None
-            if event is h11.NEED_DATA:
-                if idle and self.h11.trailing_data[0]:  # part of the next request is here
-                    self.deadline = time.monotonic() + self.limits.read_timeout
-                    idle = False
-                self._receive(idle)
-                idle = False
-                continue
-            assert not isinstance(event, type)  # PAUSED: never, we start the next cycle
-            return event
+                self._refuse(HTTPError(400, "malformed request: a number is too long"))
+                return
+            kind = type(event)
+            if kind is h11.Data:
+                assert isinstance(event, h11.Data)
+                self.total += len(event.data)
+                if self.total > self.limits.max_body:
+                    self._refuse(
+                        HTTPError(
+                            413, f"the request body is larger than {self.limits.max_body} bytes"
+                        )
+                    )
+                    return
+                self.chunks.append(bytes(event.data))
+            elif kind is h11.Request:
+                assert isinstance(event, h11.Request)
+                try:
+                    self._head(event)
+                except HTTPError as problem:
+                    self._refuse(problem)
+                    return
+            elif kind is h11.EndOfMessage:
+                self._complete()
+                h11_conn = self.h11  # the next request's
+            elif event is h11.NEED_DATA:
+                return
+            else:  # ConnectionClosed: the client closed before a request began
+                self.interest = 0
+                return
+
+    def _head(self, event: h11.Request) -> None:
+        oversized = self._oversized_head()
+        if oversized is not None:
+            raise oversized
+        self.head.clear()
+        method = event.method.decode("ascii")
+        target = event.target.decode("ascii")
+        headers: dict[str, str] = {}
+        for name, value in event.headers.raw_items():  # a list: faster than the Sequence
+            key = name.decode("ascii").lower()
+            text = value.decode("latin-1")
+            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        path, _, query = target.partition("?")
+        if "%" in path:
+            path = unquote(path)
+        keep_alive = (
+            event.http_version == b"1.1" and "close" not in headers.get("connection", "").lower()
+        )
+        request = _Head(method, target, path, query, headers, keep_alive)
+        length_text = request.length_text
+        limit = self.limits.max_body
+        if length_text is None and "transfer-encoding" not in headers:
+            if event.method in _BODY_METHODS and not path.startswith("/_emulator/"):
+                raise HTTPError(411, f"{method} needs a Content-Length header")
+        elif length_text is not None:
+            if "transfer-encoding" in headers:
+                raise HTTPError(
+                    400,
+                    "send Transfer-Encoding: chunked or Content-Length, not both (RFC 9112, 6.3)",
+                )
+            length = int(length_text)  # h11 checked it: at most 20 ASCII digits
+            if length > limit:
+                raise HTTPError(
+                    413, f"the request body ({length} bytes) is larger than {limit} bytes"
+                )
+        self.request = request
+        self.chunks = []
+        self.total = 0
+        if self.h11.they_are_waiting_for_100_continue:
+            self._send(
+                self.h11.send(
+                    h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                )
+                or b""
+            )
 
     def _protocol_error(self, error: h11.ProtocolError) -> HTTPError:
         oversized = self._oversized_head()
@@ -269,233 +407,127 @@ class _Connection:
             return HTTPError(431, f"more than {MAX_HEADERS} header lines")
         return None
 
-    def _read_request(self) -> tuple[Request, bool] | None:
-        """The next request and whether to keep the connection; ``None`` to close."""
-        try:
-            if not self.buffered:  # nothing of the next request yet: wait for it first
-                while not self._receive(idle=True):
-                    pass
-            event = self._next_event(idle=self.buffered)
-        except _Closed:
-            return None
-        if isinstance(event, h11.ConnectionClosed):
-            return None
-        oversized = self._oversized_head()
-        if oversized is not None:
-            raise oversized
-        self.head.clear()
-        if not isinstance(event, h11.Request):  # pragma: no cover - h11 guarantees it
-            raise HTTPError(400, "malformed request")
-        method = event.method.decode("ascii")
-        target = event.target.decode("ascii")
-        headers: dict[str, str] = {}
-        for name, value in event.headers.raw_items():  # a list: faster than the Sequence
-            key = name.decode("ascii").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        path, _, query = target.partition("?")
-        if "%" in path:
-            path = unquote(path)
-        keep_alive = (
-            event.http_version == b"1.1" and "close" not in headers.get("connection", "").lower()
-        )
-        body = self._read_body(event.method, path, headers)
-        return Request(method, target, path, query, headers, body), keep_alive
+    # -- answering ------------------------------------------------------------------------
 
-    def _read_body(self, method: bytes, path: str, headers: dict[str, str]) -> bytes:
-        length_text = headers.get("content-length")
-        if length_text is None and "transfer-encoding" not in headers:
-            if method in _BODY_METHODS and not path.startswith("/_emulator/"):
-                raise HTTPError(411, f"{method.decode()} needs a Content-Length header")
-            return self._body_of_nothing()
-        limit = self.limits.max_body
-        if length_text is not None and "transfer-encoding" in headers:
-            raise HTTPError(
-                400, "send Transfer-Encoding: chunked or Content-Length, not both (RFC 9112, 6.3)"
-            )
-        if length_text is not None:
-            length = int(length_text)  # h11 checked it: at most 20 ASCII digits
-            if length > limit:
-                raise HTTPError(
-                    413, f"the request body ({length} bytes) is larger than {limit} bytes"
-                )
-        if self.h11.they_are_waiting_for_100_continue:
-            self._write(
-                self.h11.send(
-                    h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
-                )
-            )
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            try:
-                event = self._next_event(idle=False)
-            except _TimedOut:
-                if length_text is not None:
-                    raise HTTPError(
-                        400,
-                        f"the request body is shorter than its Content-Length ({length_text} "
-                        f"bytes): it did not all arrive within {self.limits.read_timeout:g} s",
-                    ) from None
-                raise HTTPError(
-                    400,
-                    "the chunked request body did not all arrive within "
-                    f"{self.limits.read_timeout:g} s",
-                ) from None
-            except _Closed:
-                raise HTTPError(
-                    400, "the connection closed before the request body ended"
-                ) from None
-            if isinstance(event, h11.Data):
-                total += len(event.data)
-                if total > limit:
-                    raise HTTPError(413, f"the request body is larger than {limit} bytes")
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                return b"".join(chunks)
-
-    def _body_of_nothing(self) -> bytes:
-        event = self._next_event(idle=False)  # h11 has the EndOfMessage ready: no read
-        if not isinstance(event, h11.EndOfMessage):  # pragma: no cover - h11 guarantees it
-            raise HTTPError(400, "malformed request")
-        return b""
-
-    # -- writing ------------------------------------------------------------------------
-
-    def _write(self, data: bytes | None) -> None:
-        if data:
-            self.sock.sendall(data)
-
-    def _answer(self, method: str, answer: EmulatorResponse, *, keep_alive: bool) -> None:
-        """Write the answer: always with ``Content-Length``; no body to ``HEAD``."""
-        status = answer.status
-        lines = [b"HTTP/1.1 %d %s\r\n" % (status, _reason(status))]
-        lines.append(_header_lines(answer.headers))
-        lines.append(
-            b"Content-Length: %d\r\nDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n"
-            % (len(answer.body), _http_date(), _SERVER, b"keep-alive" if keep_alive else b"close")
-        )
-        if method != "HEAD":
-            lines.append(answer.body)
-        self.sock.sendall(b"".join(lines))
-
-    def _refuse(self, problem: HTTPError, method: str, target: str, started: float) -> None:
-        """Answer a request that cannot be served, then close after a moment."""
-        answer = problem.answer()
-        self.log(self.client, method, target, answer, started, "")
-        self._answer(method, answer, keep_alive=False)
-        self._linger()
-
-    def _linger(self) -> None:
-        """After an early answer, read (and drop) what the client still sends for a
-        moment, so that it reads the answer instead of a connection reset."""
-        sock = self.sock
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_WR)
-            deadline = time.monotonic() + self.limits.read_timeout
-            budget = 64 * self.limits.max_body + MAX_HEAD
-            while budget > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                sock.settimeout(left)
-                data = sock.recv(_RECV)
-                if not data:
-                    return
-                budget -= len(data)
-
-    # -- the loop -----------------------------------------------------------------------
-
-    def serve(self) -> None:
-        while not self.stopping.is_set():
-            started = time.perf_counter()
-            try:
-                read = self._read_request()
-            except HTTPError as problem:
-                self._refuse(problem, "-", "-", started)
-                return
-            except _TimedOut:
-                late = HTTPError(
-                    408,
-                    f"the request did not arrive within {self.limits.read_timeout:g} s "
-                    "(read_timeout)",
-                )
-                self._refuse(late, "-", "-", started)
-                return
-            if read is None:
-                return
-            request, keep_alive = read
-            outcome = self.handler(request)
-            if isinstance(outcome, Fault):
-                note = type(outcome.exception).__name__
-                self.log(self.client, request.method, request.target, None, started, note)
+    def _complete(self) -> None:
+        """The request is whole: answer it, then get ready for the next one."""
+        head = self.request
+        assert head is not None
+        chunks = self.chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        request = Request(head.method, head.target, head.path, head.query, head.headers, body)
+        outcome = self.handler(request)
+        if isinstance(outcome, Fault):
+            note = type(outcome.exception).__name__
+            self.log(self.client, head.method, head.target, None, self.started, note)
+            with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
-                return
-            self.log(self.client, request.method, request.target, outcome, started, "")
-            self._answer(request.method, outcome, keep_alive=keep_alive)
-            if not keep_alive:
-                return
-            self._next_cycle()
+            self.interest = 0
+            self.phase = _IDLE
+            return
+        self.log(self.client, head.method, head.target, outcome, self.started, "")
+        answer = _answer_bytes(head.method, outcome, keep_alive=head.keep_alive)
+        if not head.keep_alive:
+            self.close_after_output = True
+            self.phase = _IDLE
+            self._send(answer)
+            return
+        self._next_cycle()
+        self._send(answer)
 
     def _next_cycle(self) -> None:
         """A new h11 state machine for the next request, given what already arrived of it.
 
-        h11 decided whether the connection stays open (``their_state`` after the request
-        is ``DONE``, not ``MUST_CLOSE``).  Sending each answer through ``h11.send`` would
-        only copy our fixed, well-formed head through its header validation: that cost
-        as much as parsing the request (bench/bench_server.py), so answers are written
-        directly and the next request gets a fresh ``h11.Connection``."""
+        Sending each answer through ``h11.send`` would only copy our fixed, well-formed
+        head through its header validation: that cost as much as parsing the request
+        (bench/bench_server.py), so answers are written directly and the next request
+        gets a fresh ``h11.Connection``."""
         data, closed = self.h11.trailing_data
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.head.clear()
+        self.request = None
         data = data.lstrip(b"\r\n")  # empty lines between requests are tolerated
-        self.buffered = bool(data) or closed
-        if data:
-            self.head += data[: MAX_HEAD + 1]
-            self.h11.receive_data(data)
-        if closed:
-            self.h11.receive_data(b"")
+        if data or closed:  # the next request (or the end) is here already
+            self._begin()
+            if data:
+                self.head += data[: MAX_HEAD + 1]
+                self.h11.receive_data(data)
+            if closed:
+                self.h11.receive_data(b"")
+        else:
+            self.phase = _IDLE
+            self.deadline = time.monotonic() + self.limits.keep_alive_timeout
+
+    def _refuse(self, problem: HTTPError) -> None:
+        """Answer a request that cannot be served, then linger: read (and drop) what the
+        client still sends for a moment, so that it reads the answer instead of a
+        connection reset; then close."""
+        answer = problem.answer()
+        self.log(self.client, "-", "-", answer, self.started or time.perf_counter(), "")
+        self.phase = _LINGER
+        self.budget = 64 * self.limits.max_body + MAX_HEAD
+        self._send(_answer_bytes("-", answer, keep_alive=False))
+        if not self.out:
+            self._linger()
+
+    def _linger(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.interest = 0
+            return
+        self.deadline = time.monotonic() + self.limits.read_timeout
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _send(self, data: bytes) -> None:
+        """Write ``data``; what the socket does not take now waits for writable()."""
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the client went away mid-answer
+            self.interest = 0
+            self.out = b""
+            return
+        if sent == len(data):
+            if self.close_after_output:
+                self.interest = 0
+            return
+        self.out = data[sent:]
+        self.interest = _WRITE
+        self.deadline = time.monotonic() + self.limits.keep_alive_timeout
+
+    def _flush(self) -> bool:
+        """Write what waits; whether all of it is out and reading can go on."""
+        data = self.out
+        self.out = b""
+        self._send(data)
+        if self.out or not self.interest:
+            return False
+        self.interest = _READ
+        if self.phase == _LINGER:
+            self._linger()
+            return False
+        if self.phase == _IDLE:
+            self.deadline = time.monotonic() + self.limits.keep_alive_timeout
+        else:
+            self.deadline = time.monotonic() + self.limits.read_timeout
+        return True
 
 
-def _timeval(seconds: float) -> bytes:
-    """``seconds`` as ``SO_RCVTIMEO`` takes it: milliseconds on Windows, a timeval
-    elsewhere; never zero, which would mean no limit."""
-    if sys.platform == "win32":
-        return struct.pack("I", max(1, int(seconds * 1000)))
-    whole = int(seconds)
-    micros = max(1, int((seconds - whole) * 1_000_000)) if whole == 0 else 0
-    if whole:
-        micros = int((seconds - whole) * 1_000_000)
-    return struct.pack("ll", whole, micros)
-
-
-def serve_connection(
-    sock: socket.socket,
-    client: str,
-    limits: Limits,
-    handler: Handler,
-    log: Log,
-    stopping: threading.Event,
-) -> None:
-    """Serve requests on ``sock`` until the client closes it, it stays idle too long,
-    it must be closed, or ``stopping`` is set.  Never raises."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        idle = _timeval(limits.keep_alive_timeout)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, idle)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, idle)
-        _Connection(sock, client, limits, handler, log, stopping).serve()
-    except OSError:
-        pass  # the client went away mid-answer
-    except Exception as bug:  # a defect here must not kill the thread with a traceback
-        with contextlib.suppress(Exception):
-            answer = error_body(
-                ErrorCode.INTERNAL_ERROR,
-                f"pytest-engagelab server error ({type(bug).__name__}); please report it",
-            )
-            log(client, "-", "-", answer, time.perf_counter(), "")
-    finally:
-        sock.close()
+def _answer_bytes(method: str, answer: EmulatorResponse, *, keep_alive: bool) -> bytes:
+    """An answer as it goes on the wire: always with ``Content-Length``; no body to ``HEAD``."""
+    body = answer.body
+    return b"%s%sContent-Length: %d\r\nDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n%s" % (
+        _status_line(answer.status),
+        _header_lines(answer.headers),
+        len(body),
+        _http_date(),
+        _SERVER,
+        b"keep-alive" if keep_alive else b"close",
+        b"" if method == "HEAD" else body,
+    )
 
 
 def dumps(payload: object) -> bytes:

@@ -1,25 +1,63 @@
 """The loopback listener both socket doors (HTTP and SMPP) stand on.
 
-It binds, accepts in a background thread and hands each connection to the door's
-``serve(conn, client)`` in a thread of its own.  When ``accept()`` fails for want of
-file descriptors or buffers, the queued connection stays queued and the listener
-readable, so retrying at once would spin at 100% CPU: it waits instead, 5 ms and
-doubling up to 0.5 s, and serves the connection once a descriptor is free.
-:meth:`Listener.stop` closes the listening socket and every open connection and joins
-every thread: nothing it opened outlives the call.
+It binds and accepts in one background thread, and serves each connection in one of
+two ways:
+
+* ``serve(conn, client)``: in a thread of its own, with a blocking socket (the SMPP
+  door, whose sessions block on their own reads);
+* ``open_channel(conn, client)``: a :class:`Channel` served by the accepting thread
+  itself, with a non-blocking socket in the same selector as the listening socket
+  (the HTTP door).  One thread serves every connection: no thread per client, no
+  hand-over of the GIL between them, and one ``select`` can answer several
+  clients.  The channel says what it waits for (``interest``) and until when
+  (``deadline``); the loop calls it back when its socket is ready or its deadline has
+  passed, and closes its socket once ``interest`` is 0.
+
+When ``accept()`` fails for want of file descriptors or buffers, the queued connection
+stays queued and the listener readable, so retrying at once would spin at 100% CPU: it
+waits instead, 5 ms and doubling up to 0.5 s, and serves the connection once a
+descriptor is free.  :meth:`Listener.stop` closes the listening socket and every open
+connection and joins every thread: nothing it opened outlives the call.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import selectors
 import socket
 import threading
+import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
-__all__ = ["Listener"]
+__all__ = ["Channel", "Listener"]
+
+READ: Final = selectors.EVENT_READ
+WRITE: Final = selectors.EVENT_WRITE
+
+
+class Channel(Protocol):
+    """A connection served by the listener's own thread (see the module docstring)."""
+
+    #: what the channel waits for: ``READ``, ``WRITE``, or 0 to be closed.
+    interest: int
+    #: ``time.monotonic()`` after which :meth:`expired` is called (``math.inf``: never).
+    deadline: float
+
+    def readable(self) -> None:
+        """The socket has data, or the peer closed it."""
+
+    def writable(self) -> None:
+        """The socket takes more output."""
+
+    def expired(self, now: float) -> None:
+        """The deadline passed (``now`` is at or after it)."""
+
+    def crashed(self, error: Exception) -> None:
+        """A callback raised ``error`` (a defect): the channel is closed after this."""
+
 
 #: accept() errors that mean "no resources now", not "that client gave up".
 _OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -40,15 +78,19 @@ class Listener:
         self,
         host: str,
         port: int,
-        serve: Callable[[socket.socket, str], None],
+        serve: Callable[[socket.socket, str], None] | None,
         *,
         what: str,
         thread_name: str,
+        open_channel: Callable[[socket.socket, str], Channel] | None = None,
     ) -> None:
+        if (serve is None) == (open_channel is None):
+            raise TypeError("give Listener either serve or open_channel")
         self.host = host
         self.port = port
         self.stopping = threading.Event()
         self._serve = serve
+        self._open_channel = open_channel
         self._what = what
         self._thread_name = thread_name
         self._lock = threading.Lock()
@@ -83,7 +125,9 @@ class Listener:
         self._waker = socket.socketpair()
         self.stopping.clear()
         self._acceptor = threading.Thread(
-            target=self._accept_loop, name=f"{self._thread_name}:{self.port}", daemon=True
+            target=self._accept_loop if self._serve is not None else self._channel_loop,
+            name=f"{self._thread_name}:{self.port}",
+            daemon=True,
         )
         self._acceptor.start()
         return self.port
@@ -144,7 +188,127 @@ class Listener:
                         self._connections[conn] = thread
                     thread.start()
 
+    # -- channels: every connection served by this thread ---------------------------------
+
+    def _channel_loop(self) -> None:
+        listener, waker, open_channel = self._listener, self._waker, self._open_channel
+        assert listener is not None
+        assert waker is not None
+        assert open_channel is not None
+        selector = selectors.DefaultSelector()
+        selector.register(listener, READ)
+        selector.register(waker[0], READ)
+        channels: dict[socket.socket, Channel] = {}
+        next_check = math.inf  # no channel's deadline is earlier than this
+        backoff = 0.0
+        resume_accept = math.inf  # out of descriptors: accept again at this time
+        monotonic = time.monotonic
+        try:
+            while not self.stopping.is_set():
+                wake = min(next_check, resume_accept)
+                timeout = None if wake == math.inf else max(0.0, wake - monotonic())
+                for key, mask in selector.select(timeout):
+                    channel: Channel | None = key.data
+                    if channel is None:
+                        if key.fileobj is not listener or self.stopping.is_set():
+                            continue
+                        backoff = self._accept_channels(listener, selector, channels, backoff)
+                        if backoff:
+                            selector.unregister(listener)  # wait: retrying would spin
+                            resume_accept = monotonic() + backoff
+                        continue
+                    try:
+                        if mask & READ and channel.interest & READ:
+                            channel.readable()
+                        elif mask & WRITE and channel.interest & WRITE:
+                            channel.writable()
+                    except Exception as bug:  # a defect must not stop the other connections
+                        self._crash(channel, bug)
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    self._settle(selector, channels, sock, channel, key.events)
+                    if channel.deadline < next_check:
+                        next_check = channel.deadline
+                now = monotonic()
+                if now >= resume_accept:
+                    resume_accept = math.inf
+                    selector.register(listener, READ)
+                if now >= next_check:
+                    next_check = math.inf
+                    for sock, channel in list(channels.items()):
+                        if channel.deadline <= now:
+                            events = channel.interest
+                            try:
+                                channel.expired(now)
+                            except Exception as bug:
+                                self._crash(channel, bug)
+                            self._settle(selector, channels, sock, channel, events)
+                        if channel.interest and channel.deadline < next_check:
+                            next_check = channel.deadline
+        finally:
+            for sock in channels:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            selector.close()
+
+    def _accept_channels(
+        self,
+        listener: socket.socket,
+        selector: selectors.BaseSelector,
+        channels: dict[socket.socket, Channel],
+        backoff: float,
+    ) -> float:
+        """Accept every queued connection; the back-off to wait if out of descriptors."""
+        assert self._open_channel is not None
+        while True:
+            try:
+                conn, peer = listener.accept()
+            except BlockingIOError:
+                return 0.0
+            except OSError as error:
+                if error.errno in _OUT_OF_RESOURCES:
+                    return min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX)
+                continue  # the client gave up before we accepted it
+            conn.setblocking(False)
+            client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+            try:
+                channel = self._open_channel(conn, client)
+            except OSError:  # the client is already gone
+                conn.close()
+                continue
+            channels[conn] = channel
+            selector.register(conn, channel.interest, channel)
+
+    @staticmethod
+    def _crash(channel: Channel, bug: Exception) -> None:
+        with contextlib.suppress(Exception):
+            channel.crashed(bug)
+        channel.interest = 0
+
+    @staticmethod
+    def _settle(
+        selector: selectors.BaseSelector,
+        channels: dict[socket.socket, Channel],
+        sock: socket.socket,
+        channel: Channel,
+        registered: int,
+    ) -> None:
+        """Close a channel that is done; follow a change of what it waits for."""
+        interest = channel.interest
+        if interest == registered:
+            return
+        if interest == 0:
+            if channels.pop(sock, None) is not None:
+                selector.unregister(sock)
+                sock.close()
+        else:
+            selector.modify(sock, interest, channel)
+
+    # -- threads: a connection per thread ---------------------------------------------------
+
     def _run(self, conn: socket.socket, client: str) -> None:
+        assert self._serve is not None
         try:
             self._serve(conn, client)
         finally:

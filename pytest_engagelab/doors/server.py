@@ -6,10 +6,11 @@ web app in a subprocess.  The same :class:`~pytest_engagelab.emulator.core.Emula
 answers, so the journal, assertions, injection, templates and clock are those of
 ``otp_mock``.
 
-This module holds the server's life (listening, accepting, one thread per
-connection, stopping) and hands each request to the emulator or to the control
-API.  HTTP itself is :mod:`pytest_engagelab.doors.http` (on h11); the routes under
-``/_emulator/`` are :mod:`pytest_engagelab.doors.control_api`.
+This module holds the server's life (listening, accepting, stopping; one thread
+serves every connection, see :mod:`pytest_engagelab.doors.listener`) and hands each
+request to the emulator or to the control API.  HTTP itself is
+:mod:`pytest_engagelab.doors.http` (on h11); the routes under ``/_emulator/`` are
+:mod:`pytest_engagelab.doors.control_api`.
 
 HTTP, as this server speaks it (parsing, framing and keep-alive are h11's):
 
@@ -52,7 +53,7 @@ from pytest_engagelab.doors.control_api import (
     message_to_json,
 )
 from pytest_engagelab.doors.controls import EmulatorControls
-from pytest_engagelab.doors.http import HTTPError, Limits, Request, serve_connection
+from pytest_engagelab.doors.http import HTTPChannel, HTTPError, Limits, Request
 from pytest_engagelab.doors.listener import Listener
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
 from pytest_engagelab.emulator.core import Emulator
@@ -111,9 +112,9 @@ class OTPServer(EmulatorControls):
             server.assert_sent_once(to="+6598765432")
 
     ``port=0`` picks a free port; ``url`` (and ``base_url``) is
-    ``"http://127.0.0.1:PORT"`` once started.  Each connection is served by a
-    daemon thread; :meth:`stop` closes the listening socket and every open
-    connection and joins all threads.  ``log`` receives one line per request
+    ``"http://127.0.0.1:PORT"`` once started.  One daemon thread accepts and serves
+    every connection; :meth:`stop` closes the listening socket and every open
+    connection and joins that thread.  ``log`` receives one line per request
     (no headers, no bodies, no query strings).
     """
 
@@ -141,9 +142,13 @@ class OTPServer(EmulatorControls):
         self.log = log
         super().__init__(emulator if emulator is not None else Emulator(), self._url_for(port))
         self._listener = Listener(
-            host, port, self._serve_connection, what="OTPServer", thread_name="otp-server"
+            host,
+            port,
+            None,
+            what="OTPServer",
+            thread_name="otp-server",
+            open_channel=self._open_channel,
         )
-        self._stopping = self._listener.stopping
         self._limits = Limits(max_body, read_timeout, keep_alive_timeout)
         self._urls: dict[str, httpx.URL] = {}
         self._control = ControlAPI(self)
@@ -198,8 +203,8 @@ class OTPServer(EmulatorControls):
 
     # -- connections ----------------------------------------------------------------
 
-    def _serve_connection(self, conn: socket.socket, client: str) -> None:
-        serve_connection(conn, client, self._limits, self._dispatch, self._log, self._stopping)
+    def _open_channel(self, conn: socket.socket, client: str) -> HTTPChannel:
+        return HTTPChannel(conn, client, self._limits, self._dispatch, self._log)
 
     def _dispatch(self, request: Request) -> EmulatorResponse | Fault:
         """The answer to one well-formed request: the control API's or the emulator's."""
