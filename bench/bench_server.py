@@ -235,7 +235,14 @@ threading.Thread(target=lambda: (sys.stdin.read(), setattr(server, "should_exit"
 server.run(sockets=[sock])
 """.replace("STATIC", repr(_STATIC))
 
-CHILDREN = {"otp_server": _OTP_CHILD, "uvicorn + httptools (static)": _UVICORN_CHILD}
+CHILDREN = {
+    "otp_server": _OTP_CHILD,
+    "uvicorn + httptools (static)": _UVICORN_CHILD,
+    "uvicorn + h11 (static)": _UVICORN_CHILD.replace('http="httptools"', 'http="h11"'),
+}
+#: ``--baseline PATH``: the same child, importing pytest_engagelab from another checkout.
+BASELINE = "otp_server (baseline)"
+_PATHS: dict[str, str] = {}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -248,9 +255,10 @@ def _cpu_seconds(pid: int) -> float:
 def child_server(name: str) -> Iterator[tuple[int, int]]:
     """(pid, port) of a server running alone in a child process."""
     env = dict(os.environ)
-    env.setdefault("PYTHONPATH", str(_ROOT))
+    env["PYTHONPATH"] = _PATHS.get(name, str(_ROOT))
+    code = CHILDREN[_OTP_NAME if name == BASELINE else name]
     process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(CHILDREN[name])],
+        [sys.executable, "-c", textwrap.dedent(code)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -268,6 +276,21 @@ def child_server(name: str) -> Iterator[tuple[int, int]]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+_OTP_NAME = "otp_server"
+
+
+def child_contender(name: str) -> Contender:
+    """A server in a child process, as a throughput contender (its own GIL: the clients in
+    this process compete with it for the 2 cores only)."""
+
+    @contextmanager
+    def contender() -> Iterator[tuple[str, int, dict[str, str]]]:
+        with child_server(name) as (_pid, port):
+            yield "127.0.0.1", port, _auth("test-dev-key", "test-dev-secret")
+
+    return contender
 
 
 def cpu_per_request(name: str, clients: int, requests: int, base: int) -> tuple[float, Run]:
@@ -310,12 +333,19 @@ def _throughput(levels: list[int], rounds: int, seconds: float) -> dict[tuple[st
     return results
 
 
+def _children() -> list[str]:
+    names = list(CHILDREN)
+    if BASELINE in _PATHS:
+        names.insert(1, BASELINE)
+    return names
+
+
 def _cpu(levels: list[int], rounds: int, requests: int) -> dict[tuple[str, int], list[float]]:
     results: dict[tuple[str, int], list[float]] = {}
     base = 10_000_000
     for clients in levels:
         for round_ in range(rounds):
-            order = list(CHILDREN)
+            order = _children()
             if round_ % 2:
                 order.reverse()
             for name in order:
@@ -330,6 +360,37 @@ def _cpu(levels: list[int], rounds: int, requests: int) -> dict[tuple[str, int],
     return results
 
 
+def _children_throughput(
+    levels: list[int], rounds: int, seconds: float, out: dict[str, Any]
+) -> None:
+    """Throughput of the servers in child processes (this tree's, the baseline's, uvicorn's),
+    so that an earlier checkout can be measured beside this one."""
+    names = _children()
+    results: dict[tuple[str, int], list[Run]] = {}
+    base = 300_000_000
+    for clients in levels:
+        for round_ in range(rounds):
+            order = names if round_ % 2 == 0 else names[::-1]
+            for name in order:
+                with child_contender(name)() as (host, port, headers):
+                    load(host, port, headers, clients, 0.2, base)  # warm up
+                    run = load(host, port, headers, clients, seconds, base + 40_000_000)
+                    base += 80_000_000
+                if run.errors:
+                    raise RuntimeError(f"{name}: {run.errors} answers were not 200")
+                results.setdefault((name, clients), []).append(run)
+                print(
+                    f"  {clients:>2} clients, {name} (child): {run.rps:,.0f} req/s", file=sys.stderr
+                )
+    print(f"\nServers in child processes: req/s, {rounds} rounds of {seconds:g} s, medians\n")
+    print("| clients | " + " | ".join(names) + " |")
+    print("|---:" * (len(names) + 1) + "|")
+    for clients in levels:
+        cells = [statistics.median(r.rps for r in results[(name, clients)]) for name in names]
+        out[f"child_rps_{clients}"] = dict(zip(names, cells, strict=True))
+        print(f"| {clients} | " + " | ".join(f"{cell:,.0f}" for cell in cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="per measurement (1.5)")
@@ -337,8 +398,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8,32", help="concurrency levels (1,8,32)")
     parser.add_argument("--requests", type=int, default=4000, help="per CPU measurement (4000)")
     parser.add_argument("--starts", type=int, default=300, help="start/stop rounds (300)")
-    parser.add_argument("--only", default="start,throughput,cpu", help="which tables")
+    parser.add_argument("--only", default="start,throughput,children,cpu", help="which tables")
+    parser.add_argument(
+        "--baseline",
+        metavar="PATH",
+        help="a checkout of an earlier commit (git worktree add PATH REF): its otp_server "
+        "joins the child-process tables",
+    )
     args = parser.parse_args(argv)
+    if args.baseline:
+        _PATHS[BASELINE] = str(Path(args.baseline).resolve())
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     levels = [int(n) for n in args.clients.split(",")]
     only = set(args.only.split(","))
@@ -374,16 +443,29 @@ def main(argv: list[str] | None = None) -> int:
                 f"{threaded[1]:.2f} | {default[0]:,.0f} | {default[1]:.2f} | "
                 f"{ours[0] / threaded[0]:.2f} | {ours[0] / default[0]:.2f} |"
             )
+    if "children" in only:
+        _children_throughput(levels, args.rounds, args.seconds, out)
     if "cpu" in only:
         cpu = _cpu(levels, args.rounds, args.requests)
+        names = _children()
+        floor = "uvicorn + httptools (static)"
         print(f"\nServer CPU per request, {args.requests} requests, median of {args.rounds}\n")
-        print("| clients | otp_server µs CPU/request | uvicorn + httptools (static) | ratio |")
-        print("|---:|---:|---:|---:|")
+        print(
+            "| clients | "
+            + " | ".join(f"{name} µs CPU/request" for name in names)
+            + " | otp_server / "
+            + floor
+            + " |"
+        )
+        print("|---:" * (len(names) + 2) + "|")
         for clients in levels:
-            ours_cpu = statistics.median(cpu[("otp_server", clients)])
-            theirs = statistics.median(cpu[("uvicorn + httptools (static)", clients)])
-            out[f"cpu_{clients}"] = (ours_cpu, theirs)
-            print(f"| {clients} | {ours_cpu:.0f} | {theirs:.0f} | {ours_cpu / theirs:.2f}x |")
+            cells = {name: statistics.median(cpu[(name, clients)]) for name in names}
+            out[f"cpu_{clients}"] = cells
+            print(
+                f"| {clients} | "
+                + " | ".join(f"{cells[name]:.0f}" for name in names)
+                + f" | {cells['otp_server'] / cells[floor]:.2f}x |"
+            )
     print(json.dumps(out), file=sys.stderr)
     return 0
 
