@@ -15,7 +15,9 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 from pytest_engagelab.doors.server import OTPServer
@@ -67,14 +69,14 @@ def read_until_closed(sock: socket.socket, limit: float = 5.0) -> tuple[bytes, s
 
 def statuses(raw: bytes) -> list[int]:
     """The status of every answer in ``raw``, in order (a 1xx has no body; every other
-    answer carries Content-Length)."""
+    answer carries Content-Length, but a 204 or 304)."""
     found = []
     while raw:
         head, _, raw = raw.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split()[1])
         found.append(status)
-        if status >= 200:
+        if status >= 200 and status not in (204, 304):
             fields = dict(line.lower().split(b":", 1) for line in lines[1:])
             raw = raw[int(fields[b"content-length"]) :]
     return found
@@ -96,3 +98,61 @@ def test_a_client_that_connects_and_sends_nothing_is_closed_after_keep_alive_tim
         elapsed = time.monotonic() - started
     assert (data, ending) == (b"", "closed")
     assert 0.2 < elapsed < 2
+
+
+# -- answers without content ---------------------------------------------------------------------
+
+
+def send_body() -> dict[str, Any]:
+    return {"to": PHONE, "template": {"id": "login", "params": {}}}
+
+
+@pytest.mark.parametrize("status", [204, 304])
+def test_an_injected_answer_without_content_keeps_the_connection_usable(status: int) -> None:
+    """A 204 or 304 has no content (RFC 9112, 6.3): a client reads no body after its
+    head, whatever Content-Length says.  The door wrote the injected body anyway, and the
+    client read it as the start of its next answer: httpx failed the next request on the
+    kept-alive connection with "illegal status line"."""
+    with OTPServer() as server:
+        server.fail_next(httpx.Response(status, json={"code": 1}))
+        with httpx.Client(
+            base_url=server.url, auth=(server.dev_key, server.dev_secret), timeout=5
+        ) as client:
+            first = client.post("/v1/messages", json=send_body())
+            second = client.get("/_emulator/health")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            server.fail_next(httpx.Response(status, json={"code": 1}))
+            sock.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: {auth(server)}\r\n".encode()
+                + b"Content-Length: 2\r\nConnection: close\r\n\r\n{}"
+            )
+            raw, ending = read_until_closed(sock)
+    assert (first.status_code, first.content) == (status, b"")
+    assert second.status_code == 200
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert (statuses(raw), body, ending) == ([status], b"", "closed")
+    assert b"content-length" not in head.lower()
+
+
+@pytest.mark.parametrize("status", [100, 101, 199])
+def test_an_injected_1xx_is_sent_without_content_and_the_connection_closed(status: int) -> None:
+    """A 1xx is no final answer: the client waits for another after it.  The door wrote
+    the injected body after it, and the client read the body as a status line
+    ("BadStatusLine"), or waited out keep_alive_timeout for an answer that never came."""
+    with OTPServer(keep_alive_timeout=30) as server:
+        server.fail_next(httpx.Response(status, json={"code": 1}))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(
+                b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                + f"Authorization: {auth(server)}\r\n".encode()
+                + b"Content-Length: 2\r\n\r\n{}"
+            )
+            started = time.monotonic()
+            raw, ending = read_until_closed(sock)
+            elapsed = time.monotonic() - started
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 %d " % status)
+    assert (body, ending) == (b"", "closed")
+    assert b"content-length" not in head.lower()
+    assert elapsed < 2

@@ -426,8 +426,10 @@ class HTTPChannel:
             self.phase = _IDLE
             return
         self.log(self.client, head.method, head.target, outcome, self.started, "")
-        answer = _answer_bytes(head.method, outcome, keep_alive=head.keep_alive)
-        if not head.keep_alive:
+        # A 1xx (injected) is no final answer: the client would wait for another.
+        keep_alive = head.keep_alive and outcome.status >= 200
+        answer = _answer_bytes(head.method, outcome, keep_alive=keep_alive)
+        if not keep_alive:
             self.close_after_output = True
             self.phase = _IDLE
             self._send(answer)
@@ -517,8 +519,21 @@ class HTTPChannel:
 
 
 def _answer_bytes(method: str, answer: EmulatorResponse, *, keep_alive: bool) -> bytes:
-    """An answer as it goes on the wire: always with ``Content-Length``; no body to ``HEAD``."""
+    """An answer as it goes on the wire: always with ``Content-Length``; no body to ``HEAD``.
+
+    A 1xx, 204 or 304 (injected) has no content (RFC 9112, 6.3): neither its body nor a
+    ``Content-Length`` is sent (RFC 9110, 8.6), or the client would read the body as the
+    start of its next answer."""
     body = answer.body
+    status = answer.status
+    if status < 200 or status == 204 or status == 304:
+        return b"%s%sDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n" % (
+            _status_line(status),
+            _header_lines(answer.headers),
+            _http_date(),
+            _SERVER,
+            b"keep-alive" if keep_alive else b"close",
+        )
     return b"%s%sContent-Length: %d\r\nDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n%s" % (
         _status_line(answer.status),
         _header_lines(answer.headers),
