@@ -156,3 +156,37 @@ def test_an_injected_1xx_is_sent_without_content_and_the_connection_closed(statu
     assert (body, ending) == (b"", "closed")
     assert b"content-length" not in head.lower()
     assert elapsed < 2
+
+
+def test_injected_headers_go_out_as_httpx_took_them_and_never_break_the_framing() -> None:
+    """An injected answer's headers: a UTF-8 value, which httpx accepts, made the door
+    raise while writing (no answer, "server error ... please report it" in the log); a
+    name with CR LF split the answer in two (a header of the test's choosing), a NUL or a
+    space in a name made the answer malformed.  Values are sent as httpx holds them and
+    a header that cannot be written well-formed is left out."""
+    lines: list[str] = []
+    with OTPServer(log=lines.append) as server:
+        server.fail_next(
+            httpx.Response(
+                503,
+                headers=[
+                    ("X-Reason", "Bad gateway €".encode()),
+                    ("X-Evil\r\nSet-Cookie", "stolen"),
+                    ("X Space", "1"),
+                    ("X-Nul", "a\x00b"),
+                    ("Retry-After", "7"),
+                ],
+                json={"code": 1},
+            )
+        )
+        with httpx.Client(
+            base_url=server.url, auth=(server.dev_key, server.dev_secret), timeout=5
+        ) as client:
+            first = client.post("/v1/messages", json=send_body())
+            second = client.get("/_emulator/health")
+    assert (first.status_code, first.json()) == (503, {"code": 1})
+    assert first.headers["x-reason"] == "Bad gateway €"
+    assert first.headers["retry-after"] == "7"
+    assert not {"set-cookie", "x-nul", "x space", "x-evil"} & set(first.headers)
+    assert second.status_code == 200
+    assert not any("code=1000" in line for line in lines), lines

@@ -26,6 +26,7 @@ import email.utils
 import functools
 import http
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -141,13 +142,29 @@ _H11_REASONS: Final = (
 )
 
 
+_TOKEN: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _header_value(value: str) -> bytes:
+    """A header value as the client sent it: httpx reads UTF-8 beside latin-1 bytes."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
 @functools.lru_cache(maxsize=64)
 def _header_lines(headers: tuple[tuple[str, str], ...]) -> bytes:
-    """An answer's own headers as they go on the wire (the few kinds are cached)."""
+    """An answer's own headers as they go on the wire (the few kinds are cached).  A
+    header of an injected answer that cannot go out well-formed (a name that is no
+    token, a control character or line break in the value) is left out."""
     return b"".join(
-        b"%s: %s\r\n" % (name.title().encode("latin-1"), value.encode("latin-1"))
+        b"%s: %s\r\n" % (name.title().encode("ascii"), _header_value(value))
         for name, value in headers
-        if name.lower() not in _HOP_HEADERS and "\n" not in value and "\r" not in value
+        if name.lower() not in _HOP_HEADERS
+        and _TOKEN.fullmatch(name)
+        and not _CONTROL.search(value)
     )
 
 
