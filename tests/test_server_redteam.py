@@ -10,6 +10,7 @@ in time (socket timeouts), and none may let an exception escape a thread
 from __future__ import annotations
 
 import base64
+import json
 import os
 import socket
 import threading
@@ -103,8 +104,8 @@ def test_a_client_that_connects_and_sends_nothing_is_closed_after_keep_alive_tim
 # -- answers without content ---------------------------------------------------------------------
 
 
-def send_body() -> dict[str, Any]:
-    return {"to": PHONE, "template": {"id": "login", "params": {}}}
+def send_body(to: str = PHONE) -> dict[str, Any]:
+    return {"to": to, "template": {"id": "login", "params": {}}}
 
 
 @pytest.mark.parametrize("status", [204, 304])
@@ -190,3 +191,54 @@ def test_injected_headers_go_out_as_httpx_took_them_and_never_break_the_framing(
     assert not {"set-cookie", "x-nul", "x space", "x-evil"} & set(first.headers)
     assert second.status_code == 200
     assert not any("code=1000" in line for line in lines), lines
+
+
+# -- user code in the serving thread ---------------------------------------------------------------
+
+
+class Abort(BaseException):
+    """Not an ``Exception``: as ``pytest.fail()``, ``pytest.skip()`` or ``sys.exit()`` raise."""
+
+
+def post_send(server: OTPServer, to: str = PHONE) -> bytes:
+    body = json.dumps(send_body(to)).encode()
+    return (
+        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: {auth(server)}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+@pytest.mark.parametrize("where", ["subscriber", "log"])
+def test_a_base_exception_from_user_code_closes_one_connection_not_the_server(where: str) -> None:
+    """An emulator subscriber or the ``log`` callback runs in the one serving thread; if it
+    raised a BaseException (``pytest.fail()`` in a subscriber, say), the thread died with a
+    traceback and every later client waited out its own timeout.  Now that connection is
+    closed without an answer, one line says so, and the others are served."""
+    lines: list[str] = []
+    raised: list[str] = []
+
+    def log(line: str) -> None:
+        if where == "log" and not raised:
+            raised.append(line)
+            raise Abort("from the log callback")
+        lines.append(line)
+
+    def subscriber(event: object) -> None:
+        if not raised:
+            raised.append("subscriber")
+            raise Abort("from a subscriber")
+
+    with OTPServer(log=log) as server:
+        if where == "subscriber":
+            server.emulator.subscribe(subscriber)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as first:
+            first.sendall(post_send(server))
+            assert read_until_closed(first, limit=3) == (b"", "closed")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as second:
+            second.sendall(post_send(server, "+6598765433") + HEALTH)
+            second.shutdown(socket.SHUT_WR)
+            raw, ending = read_until_closed(second, limit=3)
+    assert (statuses(raw), ending) == ([200, 200], "closed")
+    assert len(raised) == 1
+    assert any(line.endswith("- -> 500 code=1000 (0.0 ms)") for line in lines), lines

@@ -300,7 +300,7 @@ class HTTPChannel:
                 HTTPError(400, f"the chunked request body did not all arrive within {timeout:g} s")
             )
 
-    def crashed(self, error: Exception) -> None:
+    def crashed(self, error: BaseException) -> None:
         answer = error_body(
             ErrorCode.INTERNAL_ERROR,
             f"pytest-engagelab server error ({type(error).__name__}); please report it",

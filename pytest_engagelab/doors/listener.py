@@ -55,7 +55,7 @@ class Channel(Protocol):
     def expired(self, now: float) -> None:
         """The deadline passed (``now`` is at or after it)."""
 
-    def crashed(self, error: Exception) -> None:
+    def crashed(self, error: BaseException) -> None:
         """A callback raised ``error`` (a defect): the channel is closed after this."""
 
 
@@ -227,7 +227,9 @@ class Listener:
                             channel.readable()
                         elif mask & WRITE and channel.interest & WRITE:
                             channel.writable()
-                    except Exception as bug:  # a defect must not stop the other connections
+                    # A defect, or user code (a log callback, an emulator subscriber) raising
+                    # even a BaseException such as pytest.fail(), must not stop the others.
+                    except BaseException as bug:
                         self._crash(channel, bug)
                     sock = key.fileobj
                     assert isinstance(sock, socket.socket)
@@ -245,7 +247,7 @@ class Listener:
                             events = channel.interest
                             try:
                                 channel.expired(now)
-                            except Exception as bug:
+                            except BaseException as bug:
                                 self._crash(channel, bug)
                             self._settle(selector, channels, sock, channel, events)
                         if channel.interest and channel.deadline < next_check:
@@ -289,8 +291,8 @@ class Listener:
             first = min(first, channel.deadline)
 
     @staticmethod
-    def _crash(channel: Channel, bug: Exception) -> None:
-        with contextlib.suppress(Exception):
+    def _crash(channel: Channel, bug: BaseException) -> None:
+        with contextlib.suppress(BaseException):
             channel.crashed(bug)
         channel.interest = 0
 
