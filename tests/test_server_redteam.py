@@ -242,3 +242,33 @@ def test_a_base_exception_from_user_code_closes_one_connection_not_the_server(wh
     assert (statuses(raw), ending) == ([200, 200], "closed")
     assert len(raised) == 1
     assert any(line.endswith("- -> 500 code=1000 (0.0 ms)") for line in lines), lines
+
+
+# -- request targets -----------------------------------------------------------------------------
+
+
+def test_a_client_using_the_server_as_its_http_proxy_is_served() -> None:
+    """A server must accept a target in absolute form (RFC 9112, 3.2.2): a client that
+    reaches the emulator as its HTTP proxy (``requests`` with ``proxies=``, httpx with
+    ``proxy=``, code under test with ``HTTP_PROXY`` set) sends ``POST http://host/v1/...``.
+    The door routed the whole URL and answered 404 "no such endpoint"."""
+    import requests
+
+    with OTPServer() as server:
+        credentials = (server.dev_key, server.dev_secret)
+        through_requests = requests.post(
+            "http://otp.api.engagelab.cc/v1/messages",
+            json=send_body(),
+            auth=credentials,
+            proxies={"http": server.url},
+            timeout=5,
+        )
+        with httpx.Client(proxy=server.url, auth=credentials, timeout=5) as client:
+            through_httpx = client.get("http://otp.api.engagelab.cc/_emulator/health?x=1")
+            bare = client.get("http://otp.api.engagelab.cc")
+        sent = server.sent
+    assert through_requests.status_code == 200
+    assert through_httpx.json()["status"] == "ok"
+    assert (bare.status_code, bare.json()["message"]) == (404, "no such endpoint: GET /")
+    assert [m.to for m in sent] == [PHONE]
+    assert str(sent[0].request.url) == f"{server.url}/v1/messages"

@@ -179,6 +179,15 @@ def _protocol_message(error: h11.ProtocolError) -> str:
     return f"malformed request: {text.rstrip(':')}"
 
 
+def _origin_form(target: str) -> str:
+    """``http://host/path?query`` as ``/path?query``: a server accepts the absolute form
+    (RFC 9112, 3.2.2), which a client sends to the emulator as its HTTP proxy."""
+    rest = target.partition("://")[2]
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
+    rest = rest[end:]
+    return rest if rest.startswith("/") else "/" + rest
+
+
 # The phases of a connection.
 _IDLE: Final = 0  # between requests: closed quietly after keep_alive_timeout
 _READING: Final = 1  # a request has begun: it must be whole within read_timeout
@@ -362,6 +371,8 @@ class HTTPChannel:
         self.head.clear()
         method = event.method.decode("ascii")
         target = event.target.decode("ascii")
+        if target[0] != "/" and "://" in target:
+            target = _origin_form(target)
         headers: dict[str, str] = {}
         for name, value in event.headers.raw_items():  # a list: faster than the Sequence
             key = name.decode("ascii").lower()
