@@ -10,9 +10,12 @@ in time (socket timeouts), and none may let an exception escape a thread
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import random
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -171,11 +174,11 @@ def test_injected_headers_go_out_as_httpx_took_them_and_never_break_the_framing(
             httpx.Response(
                 503,
                 headers=[
-                    ("X-Reason", "Bad gateway €".encode()),
-                    ("X-Evil\r\nSet-Cookie", "stolen"),
-                    ("X Space", "1"),
-                    ("X-Nul", "a\x00b"),
-                    ("Retry-After", "7"),
+                    (b"X-Reason", "Bad gateway €".encode()),
+                    (b"X-Evil\r\nSet-Cookie", b"stolen"),
+                    (b"X Space", b"1"),
+                    (b"X-Nul", b"a\x00b"),
+                    (b"Retry-After", b"7"),
                 ],
                 json={"code": 1},
             )
@@ -272,3 +275,352 @@ def test_a_client_using_the_server_as_its_http_proxy_is_served() -> None:
     assert (bare.status_code, bare.json()["message"]) == (404, "no such endpoint: GET /")
     assert [m.to for m in sent] == [PHONE]
     assert str(sent[0].request.url) == f"{server.url}/v1/messages"
+
+
+# -- regression probes: what held up ---------------------------------------------------------------
+#
+# Each of these found nothing wrong in the new design; they stay as regression tests.
+
+_ADVANCE = b'{"seconds": 1}'
+#: name: (bytes on the wire, the statuses it answers, whether it ends the connection, HEAD)
+_PIECES: dict[str, tuple[bytes, list[int], bool, bool]] = {
+    "get": (HEALTH, [200], False, False),
+    "head": (b"HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n", [404], False, True),
+    "length": (
+        b"POST /_emulator/advance HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n" + _ADVANCE,
+        [200],
+        False,
+        False,
+    ),
+    "chunked": (
+        b"POST /_emulator/advance HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\n"
+        + _ADVANCE[:5]
+        + b"\r\n9;ext=1\r\n"
+        + _ADVANCE[5:]
+        + b"\r\n0\r\nX-Trailer: y\r\n\r\n",
+        [200],
+        False,
+        False,
+    ),
+    "expect": (
+        b"POST /_emulator/advance HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 14\r\n\r\n" + _ADVANCE,
+        [100, 200],
+        False,
+        False,
+    ),
+    "empty-line": (b"\r\n", [], False, False),
+    "malformed": (b"BAD\r\n\r\n", [400], True, False),
+    "no-host": (b"GET /_emulator/health HTTP/1.1\r\n\r\n", [400], True, False),
+    "too-large": (
+        b"POST /_emulator/advance HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n",
+        [413],
+        True,
+        False,
+    ),
+    "http/1.0": (b"GET /_emulator/health HTTP/1.0\r\n\r\n", [200], True, False),
+    "close": (
+        b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        [200],
+        True,
+        False,
+    ),
+}
+
+
+def _read_into(
+    sock: socket.socket, received: list[bytes], sizes: list[int], rng: random.Random
+) -> None:
+    try:
+        while chunk := sock.recv(rng.choice(sizes)):
+            received.append(chunk)
+    except ConnectionResetError:  # more was sent after a closing answer
+        pass
+
+
+def answers(raw: bytes, heads: list[bool]) -> list[int]:
+    """The statuses in ``raw``; ``heads`` says which final answers are to a HEAD (no body)."""
+    heads = list(heads)
+    found = []
+    while raw:
+        head, _, raw = raw.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        found.append(status)
+        if status >= 200 and not heads.pop(0):
+            fields = dict(line.lower().split(b":", 1) for line in lines[1:])
+            raw = raw[int(fields[b"content-length"]) :]
+    return found
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pipelined_mixes_split_anywhere_are_answered_in_order_then_closed(seed: int) -> None:
+    """Random runs of good, malformed, chunked, 100-continue, HEAD, HTTP/1.0 and closing
+    requests, pipelined on one connection, cut at random places, written with pauses, read
+    in random small pieces, sometimes half-closed after the last: every request before
+    the first that ends the connection is answered, in order, then that one, then a
+    close; never a crash (no code 1000 line)."""
+    rng = random.Random(seed)
+    lines: list[str] = []
+    with OTPServer(read_timeout=2, max_body=1024, log=lines.append) as server:
+        for _ in range(40):
+            names = [rng.choice(list(_PIECES)) for _ in range(rng.randint(1, 8))] + ["close"]
+            stream, expected, heads, ended = b"", list[int](), list[bool](), False
+            for name in names:
+                data, codes, closes, head = _PIECES[name]
+                stream += data
+                if not ended:
+                    expected += codes
+                    heads += [head] * sum(code >= 200 for code in codes)
+                    ended = closes
+            cuts = sorted(
+                rng.sample(range(1, len(stream)), min(len(stream) - 1, rng.randint(0, 6)))
+            )
+            pieces = [stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True)]
+            received: list[bytes] = []
+            sizes = [1, 7, 100, 65536] if rng.random() < 0.3 else [65536]
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+                reader = threading.Thread(
+                    target=_read_into, args=(sock, received, sizes, random.Random(rng.random()))
+                )
+                reader.start()
+                try:
+                    for piece in pieces:
+                        sock.sendall(piece)
+                        if rng.random() < 0.3:
+                            time.sleep(rng.random() * 0.01)
+                    if rng.random() < 0.3:
+                        sock.shutdown(socket.SHUT_WR)
+                except OSError:  # the server closed after an early answer: fine
+                    pass
+                reader.join(10)
+                assert not reader.is_alive(), f"{names}: the connection was never closed"
+            assert answers(b"".join(received), heads) == expected, names
+    assert not [line for line in lines if "code=1000" in line]
+
+
+def test_64_clients_of_four_kinds_with_the_control_api_under_load() -> None:
+    """64 concurrent clients (httpx, requests, http.client and raw pipelining sockets)
+    send and read the control API at once on the one thread: every answer right."""
+    import http.client
+
+    import requests
+
+    per_client = 8
+    errors: list[object] = []
+    with OTPServer() as server:
+        credentials = (server.dev_key, server.dev_secret)
+        headers = {"Authorization": auth(server), "Content-Type": "application/json"}
+
+        def phone(index: int, n: int) -> str:
+            return f"+659{index:03d}{n:04d}"
+
+        def client(index: int) -> None:
+            kind = index % 4
+            try:
+                if kind == 0:
+                    with httpx.Client(base_url=server.url, auth=credentials, timeout=10) as c:
+                        for n in range(per_client):
+                            sent = c.post("/v1/messages", json=send_body(phone(index, n)))
+                            mine = c.get("/_emulator/sent", params={"to": phone(index, n)})
+                            ids = [m["message_id"] for m in mine.json()["sent"]]
+                            if sent.status_code != 200 or ids != [sent.json()["message_id"]]:
+                                errors.append((index, n, sent.text, mine.text))
+                elif kind == 1:
+                    with requests.Session() as s:
+                        for n in range(per_client):
+                            answer = s.post(
+                                server.url + "/v1/messages",
+                                json=send_body(phone(index, n)),
+                                auth=credentials,
+                                timeout=10,
+                            )
+                            code = s.get(
+                                server.url + "/_emulator/last-code",
+                                params={"to": phone(index, n)},
+                                timeout=10,
+                            )
+                            if answer.status_code != 200 or code.status_code != 200:
+                                errors.append((index, n, answer.text, code.text))
+                elif kind == 2:
+                    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                    for n in range(per_client):
+                        conn.request(
+                            "POST", "/v1/messages", json.dumps(send_body(phone(index, n))), headers
+                        )
+                        response = conn.getresponse()
+                        if response.status != 200:
+                            errors.append((index, n, response.read()))
+                        response.read()
+                    conn.close()
+                else:
+                    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+                        sock.sendall(
+                            b"".join(post_send(server, phone(index, n)) for n in range(per_client))
+                            + HEALTH
+                        )
+                        sock.shutdown(socket.SHUT_WR)
+                        raw, ending = read_until_closed(sock, limit=10)
+                        if (statuses(raw), ending) != ([200] * (per_client + 1), "closed"):
+                            errors.append((index, raw[-300:], ending))
+            except Exception as error:
+                errors.append((index, repr(error)))
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(64)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        sent = server.sent
+    assert errors == []
+    assert len(sent) == 64 * per_client
+    assert len({m.message_id for m in sent}) == len(sent)
+    assert {m.to for m in sent} == {f"+659{i:03d}{n:04d}" for i in range(64) for n in range(8)}
+
+
+@pytest.mark.anyio
+async def test_an_async_test_drives_the_server_with_httpx_async_client() -> None:
+    import anyio
+
+    with OTPServer() as server:
+        async with httpx.AsyncClient(
+            base_url=server.url, auth=(server.dev_key, server.dev_secret), timeout=10
+        ) as client:
+            results: dict[str, int] = {}
+
+            async def send(to: str) -> None:
+                results[to] = (await client.post("/v1/messages", json=send_body(to))).status_code
+
+            async with anyio.create_task_group() as group:
+                for n in range(50):
+                    group.start_soon(send, f"+65988{n:05d}")
+            health = await client.get("/_emulator/health")
+        sent = server.sent
+    assert set(results.values()) == {200}
+    assert len(results) == 50
+    assert health.json()["sent"] == 50
+    assert sorted(m.to for m in sent) == sorted(results)
+
+
+def test_stalled_half_closed_and_reset_clients_never_hold_up_the_others() -> None:
+    """Clients that stop mid-head, mid-body, after a request without reading, that
+    half-close after a partial request or reset mid-answer: a client meanwhile is
+    answered at once every time, and each of them ends as documented."""
+    big = b"GET /v1/" + b"x" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    with OTPServer(read_timeout=1.0) as server:
+        address = ("127.0.0.1", server.port)
+        stalled = []
+        for data in (
+            HEALTH[:10],
+            b"POST /_emulator/advance HTTP/1.1\r\nHost: x\r\nContent-Length: 14\r\n\r\n{",
+            big * 400,
+        ):
+            for _ in range(10):
+                sock = socket.socket()
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                sock.connect(address)
+                sock.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    sock.send(data)
+                stalled.append(sock)
+        half_closed = socket.create_connection(address, timeout=5)
+        half_closed.sendall(HEALTH[:20])
+        half_closed.shutdown(socket.SHUT_WR)
+        for _ in range(5):
+            reset = socket.socket()
+            reset.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reset.connect(address)
+            reset.sendall(big * 50)
+            reset.recv(100)
+            reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            reset.close()  # RST while the server still holds answers for it
+        for _ in range(20):
+            started = time.monotonic()
+            with socket.create_connection(address, timeout=5) as other:
+                other.sendall(HEALTH)
+                assert statuses(other.recv(65536)) == [200]
+            assert time.monotonic() - started < 0.5
+        raw, ending = read_until_closed(half_closed)
+        assert (statuses(raw), ending) == ([400], "closed")
+        assert b"the connection closed before the request head ended" in raw
+        for sock in stalled[:20]:  # cut off at read_timeout: 408, then 400 for the body
+            raw, ending = read_until_closed(sock)
+            assert statuses(raw) in ([408], [400])
+            assert ending == "closed"
+        for sock in stalled:
+            sock.close()
+        half_closed.close()
+
+
+def test_abandoned_connections_restarts_and_stops_leave_no_descriptor_or_thread() -> None:
+    """1,000 connections opened and dropped (silent, mid-head, mid-answer, reset), then
+    ``stop()`` with connections mid-request and with output held back, then ``start()``
+    and ``stop()`` 200 times: each stop quick, and the process's descriptors and
+    threads what they were before."""
+    threads, fds = threading.active_count(), open_fds()
+    big = b"GET /v1/" + b"x" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    server = OTPServer(keep_alive_timeout=0.5, read_timeout=0.5)
+    server.start()
+    address = ("127.0.0.1", server.port)
+    dropped = []
+    for index in range(1000):
+        sock = socket.create_connection(address, timeout=5)
+        if index % 4 == 1:
+            sock.sendall(HEALTH[:15])
+        elif index % 4 == 2:
+            sock.sendall(HEALTH * 3)
+        elif index % 4 == 3:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        dropped.append(sock)
+    for sock in dropped:
+        sock.close()
+    deadline = time.monotonic() + 5
+    while open_fds() > fds + 4 and time.monotonic() < deadline:  # listener, waker, selector
+        time.sleep(0.05)
+    assert open_fds() == fds + 4
+    # stop() with clients mid-request, lingering after an early answer, held output.
+    held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    held.connect(address)
+    held.setblocking(False)
+    with contextlib.suppress(BlockingIOError):  # until the socket's buffers are full
+        while True:
+            held.send(big * 100)
+    waiting = [socket.create_connection(address, timeout=5) for _ in range(20)]
+    for index, sock in enumerate(waiting):
+        sock.sendall(HEALTH[:20] if index % 2 else b"BAD\r\n\r\n")
+    time.sleep(0.2)
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 0.5
+    for index, sock in enumerate(waiting):
+        raw, ending = read_until_closed(sock, limit=2)
+        assert (statuses(raw), ending) == ([] if index % 2 else [400], "closed")
+        sock.close()
+    held.close()
+    for _ in range(200):
+        server.start()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(HEALTH)
+            assert statuses(sock.recv(65536)) == [200]
+        server.stop()
+    assert (threading.active_count(), open_fds()) == (threads, fds)
+
+
+def test_a_small_max_body_still_lets_http_client_read_its_413() -> None:
+    """After an early answer the door reads and drops what the client still sends, so
+    that the client, which writes its whole body before it reads, gets the answer and
+    no broken pipe.  It dropped at most 64 times ``max_body``: with ``max_body=1024`` a
+    16 MB body (more than the sockets buffer) ended in a reset, and ``http.client`` (urllib, the official SDK) raised
+    BrokenPipeError instead of returning the 413."""
+    import http.client
+
+    with OTPServer(max_body=1024) as server:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        body = b"{" + b" " * (16 << 20) + b"}"
+        conn.request("POST", "/v1/messages", body, {"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+        conn.close()
+    assert (response.status, answer["code"]) == (413, 3001)
