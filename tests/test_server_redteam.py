@@ -612,8 +612,9 @@ def test_a_small_max_body_still_lets_http_client_read_its_413() -> None:
     """After an early answer the door reads and drops what the client still sends, so
     that the client, which writes its whole body before it reads, gets the answer and
     no broken pipe.  It dropped at most 64 times ``max_body``: with ``max_body=1024`` a
-    16 MB body (more than the sockets buffer) ended in a reset, and ``http.client`` (urllib, the official SDK) raised
-    BrokenPipeError instead of returning the 413."""
+    16 MB body (more than the sockets' buffers hold) ended in a reset, and
+    ``http.client`` (urllib, the official SDK) raised BrokenPipeError instead of
+    returning the 413."""
     import http.client
 
     with OTPServer(max_body=1024) as server:

@@ -52,6 +52,7 @@ _BODY_METHODS: Final = frozenset({b"POST", b"PUT", b"PATCH"})
 _HOP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 _SERVER: Final = f"pytest-engagelab/{__version__}".encode()
 _RECV: Final = 65536
+_LINGER_FLOOR: Final = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -495,7 +496,9 @@ class HTTPChannel:
         answer = problem.answer()
         self.log(self.client, "-", "-", answer, self.started or time.perf_counter(), "")
         self.phase = _LINGER
-        self.budget = 64 * self.limits.max_body + MAX_HEAD
+        # As much as a client may write before it reads (at least 64 MiB, as with the
+        # default max_body): past it, the close resets the client's write.
+        self.budget = 64 * max(self.limits.max_body, _LINGER_FLOOR) + MAX_HEAD
         self._send(_answer_bytes("-", answer, keep_alive=False))
         if not self.out:
             self._linger()
