@@ -625,3 +625,33 @@ def test_a_small_max_body_still_lets_http_client_read_its_413() -> None:
         answer = json.loads(response.read())
         conn.close()
     assert (response.status, answer["code"]) == (413, 3001)
+
+
+@pytest.mark.parametrize(
+    ("length", "expected", "message"),
+    [
+        (14, [100, 400], "the request body is shorter than its Content-Length (14 bytes)"),
+        (5000, [413], "the request body (5000 bytes) is larger than 1024 bytes"),
+    ],
+    ids=["body-never-sent", "too-large"],
+)
+def test_expect_100_continue_without_the_body(
+    length: int, expected: list[int], message: str
+) -> None:
+    """A client that asks ``Expect: 100-continue`` and then never sends its body gets the
+    100, then at read_timeout a 400; one whose body is too large gets the 413 at once and
+    no 100, so it need not send the body at all."""
+    with (
+        OTPServer(read_timeout=0.3, max_body=1024) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        sock.sendall(
+            b"POST /_emulator/advance HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            b"Content-Length: %d\r\n\r\n" % length
+        )
+        started = time.monotonic()
+        raw, ending = read_until_closed(sock)
+        elapsed = time.monotonic() - started
+    assert (statuses(raw), ending) == (expected, "closed")
+    assert message in raw.decode()
+    assert elapsed < (1.5 if expected[0] == 100 else 0.2)
