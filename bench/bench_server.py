@@ -459,6 +459,58 @@ def _children_throughput(
         print(f"| {clients} | " + " | ".join(f"{cell:,.0f}" for cell in cells) + " |")
 
 
+def _one_process_rps(path: str, clients: int, seconds: float, base: int) -> float:
+    """``otp_server``'s req/s in a fresh process importing pytest_engagelab from ``path``,
+    its clients threads of that process (as the throughput table measures it)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = path  # this file is loaded by its path: only the package differs
+    code = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('bench_here', {__file__!r})\n"
+        "bench = sys.modules['bench_here'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(bench)\n"
+        "otp_server, load = bench.otp_server, bench.load\n"
+        f"with otp_server() as (host, port, headers):\n"
+        f"    load(host, port, headers, {clients}, 0.2, {base})\n"
+        f"    run = load(host, port, headers, {clients}, {seconds}, {base + 40_000_000})\n"
+        "assert not run.errors, run.errors\n"
+        "print(json.dumps(run.rps))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"otp_server from {path} failed:\n{done.stderr}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _against_baseline(levels: list[int], rounds: int, seconds: float, out: dict[str, Any]) -> None:
+    """The throughput table's measurement (server and clients in one process), for this
+    tree and for ``--baseline``, each in a fresh process, taking turns."""
+    paths = {"this tree": str(_ROOT), "baseline": _PATHS[BASELINE]}
+    results: dict[tuple[str, int], list[float]] = {}
+    base = 600_000_000
+    for clients in levels:
+        for round_ in range(rounds):
+            order = list(paths) if round_ % 2 == 0 else list(paths)[::-1]
+            for name in order:
+                rps = _one_process_rps(paths[name], clients, seconds, base)
+                base += 80_000_000
+                results.setdefault((name, clients), []).append(rps)
+                print(
+                    f"  {clients:>2} clients, {name} (in-process): {rps:,.0f} req/s",
+                    file=sys.stderr,
+                )
+    print(
+        f"\nIn-process throughput against --baseline {paths['baseline']}: req/s, "
+        f"{rounds} rounds of {seconds:g} s, medians\n"
+    )
+    print("| clients | this tree | baseline | ratio |\n|---:|---:|---:|---:|")
+    for clients in levels:
+        ours = statistics.median(results[("this tree", clients)])
+        theirs = statistics.median(results[("baseline", clients)])
+        out[f"vs_baseline_rps_{clients}"] = (ours, theirs)
+        print(f"| {clients} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f}x |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="per measurement (1.5)")
@@ -466,7 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8,32", help="concurrency levels (1,8,32)")
     parser.add_argument("--requests", type=int, default=4000, help="per CPU measurement (4000)")
     parser.add_argument("--starts", type=int, default=300, help="start/stop rounds (300)")
-    parser.add_argument("--only", default="start,throughput,children,cpu", help="which tables")
+    parser.add_argument(
+        "--only", default="start,throughput,baseline,children,cpu", help="which tables"
+    )
     parser.add_argument(
         "--baseline",
         metavar="PATH",
@@ -511,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{threaded[1]:.2f} | {default[0]:,.0f} | {default[1]:.2f} | "
                 f"{ours[0] / threaded[0]:.2f} | {ours[0] / default[0]:.2f} |"
             )
+    if "baseline" in only and BASELINE in _PATHS:
+        _against_baseline(levels, args.rounds, args.seconds, out)
     if "children" in only:
         _children_throughput(levels, args.rounds, args.seconds, out)
     if "cpu" in only:
