@@ -196,13 +196,44 @@ def start_stop(rounds: int) -> tuple[float, float]:
 
 # -- 3. CPU per request, servers in child processes -------------------------------------------
 
+#: Run first in every child: with BENCH_PROFILE=1 every thread is profiled, and a line
+#: "calls" on stdin is answered with the function calls made so far (cProfile's count).
+_PRELUDE = """
+import cProfile, os, sys, threading
+
+_PROFILES = []
+
+def _calls():
+    return sum(entry.callcount for profile in _PROFILES for entry in profile.getstats())
+
+def _wait_stdin():
+    for line in sys.stdin:
+        if line.strip() == "calls":
+            print(_calls(), flush=True)
+
+if os.environ.get("BENCH_PROFILE") == "1":
+    _PROFILES.append(cProfile.Profile())
+    _PROFILES[0].enable()
+    _run = threading.Thread.run
+
+    def _profiled(self):
+        profile = cProfile.Profile()
+        _PROFILES.append(profile)
+        profile.enable()
+        try:
+            _run(self)
+        finally:
+            profile.disable()
+
+    threading.Thread.run = _profiled
+"""
+
 _OTP_CHILD = """
-import sys
 from pytest_engagelab.doors.server import OTPServer
 server = OTPServer()
 server.start()
 print(server.port, flush=True)
-sys.stdin.read()
+_wait_stdin()
 server.stop()
 """
 
@@ -230,7 +261,7 @@ print(sock.getsockname()[1], flush=True)
 config = uvicorn.Config(app, http="httptools", loop="asyncio", lifespan="off",
                         access_log=False, log_level="warning")
 server = uvicorn.Server(config)
-threading.Thread(target=lambda: (sys.stdin.read(), setattr(server, "should_exit", True)),
+threading.Thread(target=lambda: (_wait_stdin(), setattr(server, "should_exit", True)),
                  daemon=True).start()
 server.run(sockets=[sock])
 """.replace("STATIC", repr(_STATIC))
@@ -252,13 +283,17 @@ def _cpu_seconds(pid: int) -> float:
 
 
 @contextmanager
-def child_server(name: str) -> Iterator[tuple[int, int]]:
-    """(pid, port) of a server running alone in a child process."""
+def child_server(
+    name: str, *, profile: bool = False
+) -> Iterator[tuple[int, int, Callable[[], int]]]:
+    """(pid, port, calls) of a server running alone in a child process; with ``profile``,
+    ``calls()`` is the number of function calls its threads made so far."""
     env = dict(os.environ)
     env["PYTHONPATH"] = _PATHS.get(name, str(_ROOT))
-    code = CHILDREN[_OTP_NAME if name == BASELINE else name]
+    env["BENCH_PROFILE"] = "1" if profile else "0"
+    code = _PRELUDE + textwrap.dedent(CHILDREN[_OTP_NAME if name == BASELINE else name])
     process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", code],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -267,7 +302,15 @@ def child_server(name: str) -> Iterator[tuple[int, int]]:
     try:
         assert process.stdout is not None
         port = int(process.stdout.readline())
-        yield process.pid, port
+
+        def calls() -> int:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            process.stdin.write("calls\n")
+            process.stdin.flush()
+            return int(process.stdout.readline())
+
+        yield process.pid, port, calls
     finally:
         if process.stdin is not None:
             process.stdin.close()
@@ -287,14 +330,29 @@ def child_contender(name: str) -> Contender:
 
     @contextmanager
     def contender() -> Iterator[tuple[str, int, dict[str, str]]]:
-        with child_server(name) as (_pid, port):
+        with child_server(name) as (_pid, port, _calls):
             yield "127.0.0.1", port, _auth("test-dev-key", "test-dev-secret")
 
     return contender
 
 
+def calls_per_request(name: str, clients: int, requests: int, base: int) -> float:
+    """Function calls the server's threads make per request (cProfile's count, in a run of
+    its own: profiling slows the server down).  Unlike times, counts hardly move with
+    whatever else the machine is doing."""
+    with child_server(name, profile=True) as (_pid, port, calls):
+        headers = _auth("test-dev-key", "test-dev-secret")
+        load("127.0.0.1", port, headers, clients, 0, base, requests=min(200, requests))  # warm up
+        before = calls()
+        run = load("127.0.0.1", port, headers, clients, 0, base + 500_000, requests=requests)
+        after = calls()
+    if run.errors:
+        raise RuntimeError(f"{name}: {run.errors} answers were not 200")
+    return (after - before) / run.requests
+
+
 def cpu_per_request(name: str, clients: int, requests: int, base: int) -> tuple[float, Run]:
-    with child_server(name) as (pid, port):
+    with child_server(name) as (pid, port, _calls):
         headers = _auth("test-dev-key", "test-dev-secret")
         load("127.0.0.1", port, headers, clients, 0, base, requests=min(200, requests))  # warm up
         before = _cpu_seconds(pid)
@@ -340,10 +398,20 @@ def _children() -> list[str]:
     return names
 
 
-def _cpu(levels: list[int], rounds: int, requests: int) -> dict[tuple[str, int], list[float]]:
+def _cpu(
+    levels: list[int], rounds: int, requests: int
+) -> tuple[dict[tuple[str, int], list[float]], dict[tuple[str, int], float]]:
     results: dict[tuple[str, int], list[float]] = {}
+    counts: dict[tuple[str, int], float] = {}
     base = 10_000_000
     for clients in levels:
+        for name in _children():
+            counts[(name, clients)] = calls_per_request(name, clients, min(requests, 2000), base)
+            base += 1_000_000 * (clients + 1)
+            print(
+                f"  {clients:>2} clients, {name}: {counts[(name, clients)]:.0f} calls/request",
+                file=sys.stderr,
+            )
         for round_ in range(rounds):
             order = _children()
             if round_ % 2:
@@ -357,7 +425,7 @@ def _cpu(levels: list[int], rounds: int, requests: int) -> dict[tuple[str, int],
                     f"({run.rps:,.0f} req/s)",
                     file=sys.stderr,
                 )
-    return results
+    return results, counts
 
 
 def _children_throughput(
@@ -391,6 +459,58 @@ def _children_throughput(
         print(f"| {clients} | " + " | ".join(f"{cell:,.0f}" for cell in cells) + " |")
 
 
+def _one_process_rps(path: str, clients: int, seconds: float, base: int) -> float:
+    """``otp_server``'s req/s in a fresh process importing pytest_engagelab from ``path``,
+    its clients threads of that process (as the throughput table measures it)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = path  # this file is loaded by its path: only the package differs
+    code = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('bench_here', {__file__!r})\n"
+        "bench = sys.modules['bench_here'] = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(bench)\n"
+        "otp_server, load = bench.otp_server, bench.load\n"
+        f"with otp_server() as (host, port, headers):\n"
+        f"    load(host, port, headers, {clients}, 0.2, {base})\n"
+        f"    run = load(host, port, headers, {clients}, {seconds}, {base + 40_000_000})\n"
+        "assert not run.errors, run.errors\n"
+        "print(json.dumps(run.rps))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"otp_server from {path} failed:\n{done.stderr}")
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _against_baseline(levels: list[int], rounds: int, seconds: float, out: dict[str, Any]) -> None:
+    """The throughput table's measurement (server and clients in one process), for this
+    tree and for ``--baseline``, each in a fresh process, taking turns."""
+    paths = {"this tree": str(_ROOT), "baseline": _PATHS[BASELINE]}
+    results: dict[tuple[str, int], list[float]] = {}
+    base = 600_000_000
+    for clients in levels:
+        for round_ in range(rounds):
+            order = list(paths) if round_ % 2 == 0 else list(paths)[::-1]
+            for name in order:
+                rps = _one_process_rps(paths[name], clients, seconds, base)
+                base += 80_000_000
+                results.setdefault((name, clients), []).append(rps)
+                print(
+                    f"  {clients:>2} clients, {name} (in-process): {rps:,.0f} req/s",
+                    file=sys.stderr,
+                )
+    print(
+        f"\nIn-process throughput against --baseline {paths['baseline']}: req/s, "
+        f"{rounds} rounds of {seconds:g} s, medians\n"
+    )
+    print("| clients | this tree | baseline | ratio |\n|---:|---:|---:|---:|")
+    for clients in levels:
+        ours = statistics.median(results[("this tree", clients)])
+        theirs = statistics.median(results[("baseline", clients)])
+        out[f"vs_baseline_rps_{clients}"] = (ours, theirs)
+        print(f"| {clients} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f}x |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=1.5, help="per measurement (1.5)")
@@ -398,7 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clients", default="1,8,32", help="concurrency levels (1,8,32)")
     parser.add_argument("--requests", type=int, default=4000, help="per CPU measurement (4000)")
     parser.add_argument("--starts", type=int, default=300, help="start/stop rounds (300)")
-    parser.add_argument("--only", default="start,throughput,children,cpu", help="which tables")
+    parser.add_argument(
+        "--only", default="start,throughput,baseline,children,cpu", help="which tables"
+    )
     parser.add_argument(
         "--baseline",
         metavar="PATH",
@@ -443,13 +565,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{threaded[1]:.2f} | {default[0]:,.0f} | {default[1]:.2f} | "
                 f"{ours[0] / threaded[0]:.2f} | {ours[0] / default[0]:.2f} |"
             )
+    if "baseline" in only and BASELINE in _PATHS:
+        _against_baseline(levels, args.rounds, args.seconds, out)
     if "children" in only:
         _children_throughput(levels, args.rounds, args.seconds, out)
     if "cpu" in only:
-        cpu = _cpu(levels, args.rounds, args.requests)
+        cpu, counts = _cpu(levels, args.rounds, args.requests)
         names = _children()
         floor = "uvicorn + httptools (static)"
-        print(f"\nServer CPU per request, {args.requests} requests, median of {args.rounds}\n")
+        print(
+            f"\nServer CPU per request, {args.requests} requests, median of {args.rounds}; "
+            "function calls per request beside it\n"
+        )
         print(
             "| clients | "
             + " | ".join(f"{name} µs CPU/request" for name in names)
@@ -461,9 +588,12 @@ def main(argv: list[str] | None = None) -> int:
         for clients in levels:
             cells = {name: statistics.median(cpu[(name, clients)]) for name in names}
             out[f"cpu_{clients}"] = cells
+            out[f"calls_{clients}"] = {name: counts[(name, clients)] for name in names}
             print(
                 f"| {clients} | "
-                + " | ".join(f"{cells[name]:.0f}" for name in names)
+                + " | ".join(
+                    f"{cells[name]:.0f} ({counts[(name, clients)]:.0f} calls)" for name in names
+                )
                 + f" | {cells['otp_server'] / cells[floor]:.2f}x |"
             )
     print(json.dumps(out), file=sys.stderr)

@@ -197,29 +197,6 @@ _READ: Final = 1  # selectors.EVENT_READ
 _WRITE: Final = 2  # selectors.EVENT_WRITE
 
 
-class _Head:
-    """What the door needs of a request whose head has arrived, while its body comes."""
-
-    __slots__ = ("headers", "keep_alive", "length_text", "method", "path", "query", "target")
-
-    def __init__(
-        self,
-        method: str,
-        target: str,
-        path: str,
-        query: str,
-        headers: dict[str, str],
-        keep_alive: bool,
-    ) -> None:
-        self.method = method
-        self.target = target
-        self.path = path
-        self.query = query
-        self.headers = headers
-        self.keep_alive = keep_alive
-        self.length_text = headers.get("content-length")
-
-
 class HTTPChannel:
     """One client connection, served by the listener's thread (a
     :class:`~pytest_engagelab.doors.listener.Channel`)."""
@@ -244,7 +221,9 @@ class HTTPChannel:
         self.started = 0.0  # perf_counter() at the request's first byte, for the log
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.head = bytearray()  # the bytes of a head still arriving (to tell 414 from 431)
-        self.request: _Head | None = None  # the request whose body is arriving
+        self.request: Request | None = None  # the request whose body is arriving
+        self.keep_alive = False  # whether the connection stays open after it
+        self.length_text: str | None = None  # its Content-Length header
         self.chunks: list[bytes] = []
         self.total = 0
         self.out = b""  # output the socket did not take yet
@@ -292,16 +271,15 @@ class HTTPChannel:
             self.interest = 0
             return
         timeout = self.limits.read_timeout
-        request = self.request
-        if request is None:
+        if self.request is None:
             self._refuse(
                 HTTPError(408, f"the request did not arrive within {timeout:g} s (read_timeout)")
             )
-        elif request.length_text is not None:
+        elif self.length_text is not None:
             self._refuse(
                 HTTPError(
                     400,
-                    f"the request body is shorter than its Content-Length ({request.length_text} "
+                    f"the request body is shorter than its Content-Length ({self.length_text} "
                     f"bytes): it did not all arrive within {timeout:g} s",
                 )
             )
@@ -385,8 +363,7 @@ class HTTPChannel:
         keep_alive = (
             event.http_version == b"1.1" and "close" not in headers.get("connection", "").lower()
         )
-        request = _Head(method, target, path, query, headers, keep_alive)
-        length_text = request.length_text
+        length_text = headers.get("content-length")
         limit = self.limits.max_body
         if length_text is None and "transfer-encoding" not in headers:
             if event.method in _BODY_METHODS and not path.startswith("/_emulator/"):
@@ -402,7 +379,9 @@ class HTTPChannel:
                 raise HTTPError(
                     413, f"the request body ({length} bytes) is larger than {limit} bytes"
                 )
-        self.request = request
+        self.request = Request(method, target, path, query, headers, b"")
+        self.keep_alive = keep_alive
+        self.length_text = length_text
         self.chunks = []
         self.total = 0
         if self.h11.they_are_waiting_for_100_continue:
@@ -440,24 +419,24 @@ class HTTPChannel:
 
     def _complete(self) -> None:
         """The request is whole: answer it, then get ready for the next one."""
-        head = self.request
-        assert head is not None
+        request = self.request
+        assert request is not None
         chunks = self.chunks
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        request = Request(head.method, head.target, head.path, head.query, head.headers, body)
+        if chunks:
+            request.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         outcome = self.handler(request)
         if isinstance(outcome, Fault):
             note = type(outcome.exception).__name__
-            self.log(self.client, head.method, head.target, None, self.started, note)
+            self.log(self.client, request.method, request.target, None, self.started, note)
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)
             self.interest = 0
             self.phase = _IDLE
             return
-        self.log(self.client, head.method, head.target, outcome, self.started, "")
+        self.log(self.client, request.method, request.target, outcome, self.started, "")
         # A 1xx (injected) is no final answer: the client would wait for another.
-        keep_alive = head.keep_alive and outcome.status >= 200
-        answer = _answer_bytes(head.method, outcome, keep_alive=keep_alive)
+        keep_alive = self.keep_alive and outcome.status >= 200
+        answer = _answer_bytes(request.method, outcome, keep_alive=keep_alive)
         if not keep_alive:
             self.close_after_output = True
             self.phase = _IDLE
