@@ -655,3 +655,50 @@ def test_expect_100_continue_without_the_body(
     assert (statuses(raw), ending) == (expected, "closed")
     assert message in raw.decode()
     assert elapsed < (1.5 if expected[0] == 100 else 0.2)
+
+
+@pytest.mark.parametrize(
+    ("data", "status", "message"),
+    [
+        pytest.param(b"\x00" * 100, 400, "malformed request line", id="NUL bytes"),
+        pytest.param(
+            bytes.fromhex("16030100c4010000c00303") + bytes(range(256)) * 4,
+            400,
+            "malformed request line",
+            id="a TLS ClientHello (https:// against http)",
+        ),
+        pytest.param(
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 404, "no such endpoint: PRI *", id="HTTP/2 preface"
+        ),
+        pytest.param(b"A" * 200_000, 414, "request line is longer than 8192", id="200 KB line"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: " + b"\xff\xfe\x00" * 10 + b"\r\n\r\n",
+            400,
+            "malformed header line",
+            id="binary header value",
+        ),
+    ],
+)
+def test_garbage_gets_one_documented_answer_and_a_close(
+    data: bytes, status: int, message: str
+) -> None:
+    lines: list[str] = []
+    with (
+        OTPServer(read_timeout=0.5, log=lines.append) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock,
+    ):
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            sock.sendall(data)
+        raw, ending = read_until_closed(sock)
+        elapsed = time.monotonic() - started
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as after:
+            after.sendall(HEALTH)
+            healthy = statuses(after.recv(65536))
+    assert (statuses(raw), ending) == ([status], "closed")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert message in json.loads(body)["message"]
+    assert b"connection: close" in head.lower()
+    assert elapsed < 1
+    assert healthy == [200]
+    assert not [line for line in lines if "code=1000" in line]
