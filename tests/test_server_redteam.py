@@ -196,6 +196,24 @@ def test_injected_headers_go_out_as_httpx_took_them_and_never_break_the_framing(
     assert not any("code=1000" in line for line in lines), lines
 
 
+@pytest.mark.parametrize("status", [0, 42, 1000, -1])
+def test_an_injected_status_that_is_no_http_status_is_a_500_naming_it(status: int) -> None:
+    """``httpx.Response(42)`` can be injected (``otp_mock`` hands it to the client as it
+    is), but a status line needs three digits: the door wrote ``HTTP/1.1 42 Unknown``
+    and the client failed on an illegal status line.  It now answers 500, code 1000,
+    naming the status, and the connection stays usable."""
+    with OTPServer() as server:
+        server.fail_next(httpx.Response(status, json={"code": 1}))
+        with httpx.Client(
+            base_url=server.url, auth=(server.dev_key, server.dev_secret), timeout=5
+        ) as client:
+            first = client.post("/v1/messages", json=send_body())
+            second = client.get("/_emulator/health")
+    assert (first.status_code, first.json()["code"]) == (500, 1000)
+    assert f"status {status} " in first.json()["message"]
+    assert second.status_code == 200
+
+
 # -- user code in the serving thread ---------------------------------------------------------------
 
 

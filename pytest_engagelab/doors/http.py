@@ -433,6 +433,12 @@ class HTTPChannel:
             self.interest = 0
             self.phase = _IDLE
             return
+        if not 100 <= outcome.status <= 999:  # injected: no status line can carry it
+            outcome = error_body(
+                ErrorCode.INTERNAL_ERROR,
+                f"the injected answer's status {outcome.status} is no HTTP status "
+                "(three digits, 100 to 999)",
+            )
         self.log(self.client, request.method, request.target, outcome, self.started, "")
         # A 1xx (injected) is no final answer: the client would wait for another.
         keep_alive = self.keep_alive and outcome.status >= 200
