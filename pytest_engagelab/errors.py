@@ -69,8 +69,6 @@ __all__ = [
 ]
 
 
-
-
 _EXCERPT_LIMIT: Final = 200
 
 

@@ -26,6 +26,7 @@ import email.utils
 import functools
 import http
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -51,6 +52,7 @@ _BODY_METHODS: Final = frozenset({b"POST", b"PUT", b"PATCH"})
 _HOP_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
 _SERVER: Final = f"pytest-engagelab/{__version__}".encode()
 _RECV: Final = 65536
+_LINGER_FLOOR: Final = 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -141,13 +143,29 @@ _H11_REASONS: Final = (
 )
 
 
+_TOKEN: Final = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _header_value(value: str) -> bytes:
+    """A header value as the client sent it: httpx reads UTF-8 beside latin-1 bytes."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value.encode("utf-8")
+
+
 @functools.lru_cache(maxsize=64)
 def _header_lines(headers: tuple[tuple[str, str], ...]) -> bytes:
-    """An answer's own headers as they go on the wire (the few kinds are cached)."""
+    """An answer's own headers as they go on the wire (the few kinds are cached).  A
+    header of an injected answer that cannot go out well-formed (a name that is no
+    token, a control character or line break in the value) is left out."""
     return b"".join(
-        b"%s: %s\r\n" % (name.title().encode("latin-1"), value.encode("latin-1"))
+        b"%s: %s\r\n" % (name.title().encode("ascii"), _header_value(value))
         for name, value in headers
-        if name.lower() not in _HOP_HEADERS and "\n" not in value and "\r" not in value
+        if name.lower() not in _HOP_HEADERS
+        and _TOKEN.fullmatch(name)
+        and not _CONTROL.search(value)
     )
 
 
@@ -160,6 +178,15 @@ def _protocol_message(error: h11.ProtocolError) -> str:
             return message
     text = text.split(": bytearray(", 1)[0].split(": b'", 1)[0].split(': b"', 1)[0]
     return f"malformed request: {text.rstrip(':')}"
+
+
+def _origin_form(target: str) -> str:
+    """``http://host/path?query`` as ``/path?query``: a server accepts the absolute form
+    (RFC 9112, 3.2.2), which a client sends to the emulator as its HTTP proxy."""
+    rest = target.partition("://")[2]
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i != -1), default=len(rest))
+    rest = rest[end:]
+    return rest if rest.startswith("/") else "/" + rest
 
 
 # The phases of a connection.
@@ -261,7 +288,7 @@ class HTTPChannel:
                 HTTPError(400, f"the chunked request body did not all arrive within {timeout:g} s")
             )
 
-    def crashed(self, error: Exception) -> None:
+    def crashed(self, error: BaseException) -> None:
         answer = error_body(
             ErrorCode.INTERNAL_ERROR,
             f"pytest-engagelab server error ({type(error).__name__}); please report it",
@@ -323,6 +350,8 @@ class HTTPChannel:
         self.head.clear()
         method = event.method.decode("ascii")
         target = event.target.decode("ascii")
+        if target[0] != "/" and "://" in target:
+            target = _origin_form(target)
         headers: dict[str, str] = {}
         for name, value in event.headers.raw_items():  # a list: faster than the Sequence
             key = name.decode("ascii").lower()
@@ -404,9 +433,17 @@ class HTTPChannel:
             self.interest = 0
             self.phase = _IDLE
             return
+        if not 100 <= outcome.status <= 999:  # injected: no status line can carry it
+            outcome = error_body(
+                ErrorCode.INTERNAL_ERROR,
+                f"the injected answer's status {outcome.status} is no HTTP status "
+                "(three digits, 100 to 999)",
+            )
         self.log(self.client, request.method, request.target, outcome, self.started, "")
-        answer = _answer_bytes(request.method, outcome, keep_alive=self.keep_alive)
-        if not self.keep_alive:
+        # A 1xx (injected) is no final answer: the client would wait for another.
+        keep_alive = self.keep_alive and outcome.status >= 200
+        answer = _answer_bytes(request.method, outcome, keep_alive=keep_alive)
+        if not keep_alive:
             self.close_after_output = True
             self.phase = _IDLE
             self._send(answer)
@@ -444,7 +481,9 @@ class HTTPChannel:
         answer = problem.answer()
         self.log(self.client, "-", "-", answer, self.started or time.perf_counter(), "")
         self.phase = _LINGER
-        self.budget = 64 * self.limits.max_body + MAX_HEAD
+        # As much as a client may write before it reads (at least 64 MiB, as with the
+        # default max_body): past it, the close resets the client's write.
+        self.budget = 64 * max(self.limits.max_body, _LINGER_FLOOR) + MAX_HEAD
         self._send(_answer_bytes("-", answer, keep_alive=False))
         if not self.out:
             self._linger()
@@ -496,8 +535,21 @@ class HTTPChannel:
 
 
 def _answer_bytes(method: str, answer: EmulatorResponse, *, keep_alive: bool) -> bytes:
-    """An answer as it goes on the wire: always with ``Content-Length``; no body to ``HEAD``."""
+    """An answer as it goes on the wire: always with ``Content-Length``; no body to ``HEAD``.
+
+    A 1xx, 204 or 304 (injected) has no content (RFC 9112, 6.3): neither its body nor a
+    ``Content-Length`` is sent (RFC 9110, 8.6), or the client would read the body as the
+    start of its next answer."""
     body = answer.body
+    status = answer.status
+    if status < 200 or status == 204 or status == 304:
+        return b"%s%sDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n" % (
+            _status_line(status),
+            _header_lines(answer.headers),
+            _http_date(),
+            _SERVER,
+            b"keep-alive" if keep_alive else b"close",
+        )
     return b"%s%sContent-Length: %d\r\nDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n%s" % (
         _status_line(answer.status),
         _header_lines(answer.headers),

@@ -55,7 +55,7 @@ class Channel(Protocol):
     def expired(self, now: float) -> None:
         """The deadline passed (``now`` is at or after it)."""
 
-    def crashed(self, error: Exception) -> None:
+    def crashed(self, error: BaseException) -> None:
         """A callback raised ``error`` (a defect): the channel is closed after this."""
 
 
@@ -212,7 +212,12 @@ class Listener:
                     if channel is None:
                         if key.fileobj is not listener or self.stopping.is_set():
                             continue
-                        backoff = self._accept_channels(listener, selector, channels, backoff)
+                        backoff, first = self._accept_channels(
+                            listener, selector, channels, backoff
+                        )
+                        # A client that connects and sends nothing has no event to report
+                        # its deadline: it must count now, or it is never closed.
+                        next_check = min(next_check, first)
                         if backoff:
                             selector.unregister(listener)  # wait: retrying would spin
                             resume_accept = monotonic() + backoff
@@ -222,7 +227,9 @@ class Listener:
                             channel.readable()
                         elif mask & WRITE and channel.interest & WRITE:
                             channel.writable()
-                    except Exception as bug:  # a defect must not stop the other connections
+                    # A defect, or user code (a log callback, an emulator subscriber) raising
+                    # even a BaseException such as pytest.fail(), must not stop the others.
+                    except BaseException as bug:
                         self._crash(channel, bug)
                     sock = key.fileobj
                     assert isinstance(sock, socket.socket)
@@ -240,7 +247,7 @@ class Listener:
                             events = channel.interest
                             try:
                                 channel.expired(now)
-                            except Exception as bug:
+                            except BaseException as bug:
                                 self._crash(channel, bug)
                             self._settle(selector, channels, sock, channel, events)
                         if channel.interest and channel.deadline < next_check:
@@ -258,17 +265,19 @@ class Listener:
         selector: selectors.BaseSelector,
         channels: dict[socket.socket, Channel],
         backoff: float,
-    ) -> float:
-        """Accept every queued connection; the back-off to wait if out of descriptors."""
+    ) -> tuple[float, float]:
+        """Accept every queued connection; the back-off to wait if out of descriptors, and
+        the earliest deadline of the channels opened."""
         assert self._open_channel is not None
+        first = math.inf
         while True:
             try:
                 conn, peer = listener.accept()
             except BlockingIOError:
-                return 0.0
+                return 0.0, first
             except OSError as error:
                 if error.errno in _OUT_OF_RESOURCES:
-                    return min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX)
+                    return min(max(backoff * 2, _BACKOFF_FIRST), _BACKOFF_MAX), first
                 continue  # the client gave up before we accepted it
             conn.setblocking(False)
             client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -279,10 +288,11 @@ class Listener:
                 continue
             channels[conn] = channel
             selector.register(conn, channel.interest, channel)
+            first = min(first, channel.deadline)
 
     @staticmethod
-    def _crash(channel: Channel, bug: Exception) -> None:
-        with contextlib.suppress(Exception):
+    def _crash(channel: Channel, bug: BaseException) -> None:
+        with contextlib.suppress(BaseException):
             channel.crashed(bug)
         channel.interest = 0
 

@@ -11,8 +11,6 @@ from pytest_engagelab.emulator.bounded import BoundedLog
 __all__ = ["Journal", "SentMessage"]
 
 
-
-
 @dataclass(frozen=True)
 class SentMessage:
     """One message the emulator accepted and delivered.
