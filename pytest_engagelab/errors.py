@@ -69,6 +69,8 @@ __all__ = [
 ]
 
 
+
+
 _EXCERPT_LIMIT: Final = 200
 
 

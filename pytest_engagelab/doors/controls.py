@@ -133,8 +133,6 @@ def _request_report(
             "journal_limit to keep more)"
         )
     return "\n".join(lines)
-
-
 def _injectable(method: str, error: object) -> InjectedError:
     """``error`` as the emulator takes it: a documented code's number becomes its
     :class:`ErrorCode`; a number or a string that is not one is refused in one line."""
@@ -169,6 +167,8 @@ def _named_code(text: str) -> ErrorCode | None:
 
 def _documented_codes() -> str:
     return ", ".join(str(int(code)) for code in ErrorCode)
+
+
 
 
 def review_from_json(controls: EmulatorControls, payload: Mapping[str, Any]) -> dict[str, Any]:

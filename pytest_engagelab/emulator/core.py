@@ -168,7 +168,9 @@ class Emulator:
         if max_verify_attempts is not None and max_verify_attempts < 1:
             raise ValueError("max_verify_attempts must be at least 1 or None")
         if template_review not in ("auto", "manual"):
-            raise ValueError(f"template_review must be 'auto' or 'manual', not {template_review!r}")
+            raise ValueError(
+                f"template_review must be 'auto' or 'manual', not {template_review!r}"
+            )
         if phone_validation not in ("e164", "strict"):
             raise ValueError(
                 f"phone_validation must be 'e164' or 'strict', not {phone_validation!r}"
@@ -680,10 +682,8 @@ class Emulator:
             )
 
     def _magic(self, to: str) -> bool:
-        return (
-            to in DELIVERY_ERROR_NUMBERS
-            or to == WHATSAPP_FALLBACK_NUMBER
-            or any(injection.to == to for injection in self._injections)
+        return to in DELIVERY_ERROR_NUMBERS or to == WHATSAPP_FALLBACK_NUMBER or any(
+            injection.to == to for injection in self._injections
         )
 
     def _delivery_failure(

@@ -11,6 +11,8 @@ from pytest_engagelab.emulator.bounded import BoundedLog
 __all__ = ["Journal", "SentMessage"]
 
 
+
+
 @dataclass(frozen=True)
 class SentMessage:
     """One message the emulator accepted and delivered.

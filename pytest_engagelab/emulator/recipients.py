@@ -175,3 +175,4 @@ def _redact_escaped_email(match: re.Match[str]) -> str:
     if address.lower().endswith(_EMAIL_PLACEHOLDER_DOMAIN):
         return escaped
     return _email_placeholder(address)
+

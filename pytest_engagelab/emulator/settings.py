@@ -166,7 +166,8 @@ def _endpoints(name: str, value: Any, source: str) -> tuple[str, ...]:
         isinstance(v, str) and v.startswith("/") for v in value
     ):
         raise SettingsError(
-            f"{source}: {name} must be a list of paths such as ['/v1/verifications'], not {value!r}"
+            f"{source}: {name} must be a list of paths such as ['/v1/verifications'], "
+            f"not {value!r}"
         )
     return tuple(value)
 

@@ -32,6 +32,7 @@ from pytest_engagelab.emulator.templates import (
 __all__ = ["template_from_config"]
 
 
+
 def _object(value: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TemplateConfigError(f"{name} must be an object, not {_kind(value)}")
@@ -73,7 +74,9 @@ def _string(
     return value
 
 
-def _integer(config: dict[str, Any], key: str, name: str, allowed: range | tuple[int, ...]) -> int:
+def _integer(
+    config: dict[str, Any], key: str, name: str, allowed: range | tuple[int, ...]
+) -> int:
     if key not in config or config[key] is None:
         raise TemplateConfigError(f"{name} is required")
     value = config[key]
@@ -219,7 +222,9 @@ def template_from_config(config: Any, *, is_address: Any = None) -> Template:
     if is_address is None:
         is_address = _looks_like_address
     body = _object(config, "the template definition")
-    template_id = _string(body, "template_id", "template_id", required=True, high=TEMPLATE_ID_MAX)
+    template_id = _string(
+        body, "template_id", "template_id", required=True, high=TEMPLATE_ID_MAX
+    )
     assert template_id is not None
     description = _string(body, "description", "description", high=DESCRIPTION_MAX) or ""
     strategy = parse_strategy(body.get("send_channel_strategy"))

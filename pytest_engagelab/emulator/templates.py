@@ -119,7 +119,9 @@ class Template:
         if not isinstance(self.template_id, str) or not self.template_id:
             raise TemplateConfigError("template_id must be a non-empty string")
         if len(self.template_id) > TEMPLATE_ID_MAX:
-            raise TemplateConfigError(f"template_id is longer than {TEMPLATE_ID_MAX} characters")
+            raise TemplateConfigError(
+                f"template_id is longer than {TEMPLATE_ID_MAX} characters"
+            )
         if not 4 <= self.code_length <= 10:
             raise TemplateConfigError(f"code_length must be 4 to 10, not {self.code_length}")
         if not 0 < self.ttl <= MAX_TTL:
