@@ -15,9 +15,11 @@ from respx.models import AllMockedAssertionError, PassThrough
 
 from pytest_engagelab.doors.controls import EmulatorControls
 from pytest_engagelab.emulator.core import DEFAULT_BASE_URL, Emulator
-from pytest_engagelab.emulator.model import Fault
+from pytest_engagelab.emulator.model import JSON_HEADERS, Fault
 
 __all__ = ["OTPMock"]
+
+(_JSON_HEADER,) = JSON_HEADERS
 
 
 class _UnrecordedRouter(respx.MockRouter):
@@ -292,9 +294,12 @@ class OTPMock(EmulatorControls):
         # What ``httpx.Response(status, headers=..., content=body)`` builds, without
         # its content-header defaults pass (a KeyError per response).
         body = outcome.body
-        headers = list(outcome.headers)
-        if not any(name == "content-length" for name, _ in headers):
-            headers.append(("Content-Length", str(len(body))))
+        if outcome.headers is JSON_HEADERS:  # most answers: a JSON body, no other header
+            headers = [_JSON_HEADER, ("Content-Length", str(len(body)))]
+        else:
+            headers = list(outcome.headers)
+            if not any(name == "content-length" for name, _ in headers):
+                headers.append(("Content-Length", str(len(body))))
         response = httpx.Response(
             outcome.status, headers=headers, stream=httpx.ByteStream(body), request=request
         )
