@@ -130,6 +130,10 @@ _ALPHABETS: Final = {
 }
 _PHONE_FULLMATCH: Final = recipients.PHONE.fullmatch
 _new: Final = object.__new__
+#: The scanner of json.loads' default decoder: the object, and where it ends.
+_SCAN_JSON: Final[Callable[[str, int], tuple[Any, int]]] = (
+    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+)
 #: Channel names JSON writes as they are (no character to escape).
 _PLAIN_CHANNELS: Final = frozenset(
     channel for channel in CHANNELS if channel.isascii() and channel.isalnum()
@@ -595,7 +599,13 @@ class Emulator:
             )
         try:
             if body[:1] == b"{" and body[1:2] != b"\0":  # what json.loads(bytes) would detect
-                payload = json.loads(body.decode("utf-8", "surrogatepass"))
+                text = body.decode("utf-8", "surrogatepass")
+                # json.loads(text) is this scan plus two whitespace regex passes; a body
+                # the scan does not end exactly (whitespace or anything after the object)
+                # goes through json.loads, which accepts or refuses it as ever.
+                payload, end = _SCAN_JSON(text, 0)
+                if end != len(text):
+                    payload = json.loads(text)
             else:
                 payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
