@@ -187,7 +187,7 @@ def _fast_path(original: Callable[..., object], mocker: type[Mocker]) -> Callabl
 
     def _transport_for_url(self: object, url: httpx.URL) -> object:
         for mock in _DOORS._started:
-            if mock._path_if_ours(url) is not None:
+            if mock._is_ours(url):
                 return mock._transport
         if len(routers) > 1:  # another respx router is registered: respx's own way
             return respx_patch(self, url)
@@ -266,6 +266,13 @@ class OTPMock(EmulatorControls):
             _DOORS.remove(self)
             self._started = False
             self._transport = None
+
+    def _is_ours(self, url: httpx.URL) -> bool:
+        """``_path_if_ours(url) is not None``, without decoding the path of a URL under a
+        base URL that has none (the default): asked for every request."""
+        if (url.scheme, url.host, url.port) != self._origin:
+            return False
+        return not self._base_path or self._path_if_ours(url) is not None
 
     def _path_if_ours(self, url: httpx.URL) -> str | None:
         if (url.scheme, url.host, url.port) != self._origin:

@@ -130,6 +130,7 @@ _ALPHABETS: Final = {
 }
 _PHONE_FULLMATCH: Final = recipients.PHONE.fullmatch
 _new: Final = object.__new__
+_DEFAULT_AUTHORIZATION: Final = basic_authorization(DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET)
 #: The scanner of json.loads' default decoder: the object, and where it ends.
 _SCAN_JSON: Final[Callable[[str, int], tuple[Any, int]]] = (
     json.JSONDecoder().scan_once  # type: ignore[attr-defined]
@@ -185,7 +186,10 @@ class Emulator:
             recipients.require_phonenumbers()
         self._lock = threading.RLock()
         self.dev_key = dev_key
-        self._auth = basic_authorization(dev_key, dev_secret)
+        if dev_key == DEFAULT_DEV_KEY and dev_secret == DEFAULT_DEV_SECRET:
+            self._auth = _DEFAULT_AUTHORIZATION  # most emulators: built once, not per test
+        else:
+            self._auth = basic_authorization(dev_key, dev_secret)
         self._auth_bytes = self._auth.encode()
         self._secret = dev_secret
         self.strict_templates = strict_templates
