@@ -80,7 +80,6 @@ from pytest_engagelab.emulator.model import (
     require_str,
 )
 from pytest_engagelab.emulator.request_log import RequestLog, endpoint_name, record
-from pytest_engagelab.emulator.template_configs import template_from_config
 from pytest_engagelab.emulator.templates import (
     APPROVED,
     CHANNELS,
@@ -920,6 +919,10 @@ class Emulator:
     def _post_template_config(self, incoming: Incoming) -> EmulatorResponse:
         payload = self._json_object(incoming)
         try:
+            # Imported by the first template created over the API, not by every test's
+            # emulator: most never create one (the OpenAPI rules are long to load).
+            from pytest_engagelab.emulator.template_configs import template_from_config
+
             template = template_from_config(payload, is_address=recipients.is_email)
         except TemplateRuleError as error:
             raise Reject(ErrorCode.VALIDATION_FAILED, str(error)) from None
