@@ -11,6 +11,10 @@ The code under test is the same module for all three: a shared ``httpx.Client``
 posting to ``/v1/messages``.  Each test checks the answer and that exactly one
 request was made, with the tool's own assertion.
 
+A third row compares the ``otp_mock`` suite with its floor: the same number of tests
+that send nothing and use no fixture, with every installed plugin loaded (the plain
+suite below, taking turns with the others), which is what pytest itself costs.
+
 A last row is a suite of 500 tests that use nothing of the kit, run with the plugin
 loaded and with ``-p no:engagelab``: the calls per test (the whole run minus the
 collection, which is start-up, row 3) must be the same within 1%.
@@ -130,9 +134,12 @@ def measure(tests: int = 500, reps: int = 3) -> list[Row]:
         names = [*CONTENDERS, "plain with", "plain without"]
         for name in names:  # one unmeasured run each: compile and cache
             runner(name)
-        runs = timed_alternation({name: partial(runner, name) for name in CONTENDERS}, reps)
-        # The plain suite's verdict is its calls; one timed run each, for context.
-        runs.update({name: [runner(name)] for name in ("plain with", "plain without")})
+        # The plain suite with the plugin loaded takes turns with the others: it is the
+        # floor of this row (pytest and every installed plugin, 500 tests, nothing sent).
+        timed = [*CONTENDERS, "plain with"]
+        runs = timed_alternation({name: partial(runner, name) for name in timed}, reps)
+        # The plain suite's verdict is its calls; one timed run without the plugin, for context.
+        runs["plain without"] = [runner("plain without")]
         calls = {
             name: count_pytest_calls(args, roots[name], expect=expect) for name in CONTENDERS
         }
@@ -165,12 +172,27 @@ def measure(tests: int = 500, reps: int = 3) -> list[Row]:
                 verdict(ours.cpu <= TARGET * theirs.cpu) if name == "httpx_mock" else "-",
             )
         )
+    floor = times["plain with"]
+    budget = TARGET * times["httpx_mock"].cpu
+    rows.append(
+        Row(
+            "2",
+            label,
+            f"`otp_mock` {timing(ours)}; {calls['otp_mock']:,} calls",
+            f"floor: the same {tests} tests sending nothing, using no fixture (pytest and "
+            f"every installed plugin alone) {timing(floor)}; {calls['plain with']:,} calls",
+            f"{timing_ratio(ours, floor)}; {calls['otp_mock'] / calls['plain with']:.2f}x calls",
+            f"(context: {TARGET}x pytest-httpx is {budget * 1000:.1f} ms CPU, "
+            f"{budget / floor.cpu:.2f}x this floor)",
+            "-",
+        )
+    )
     loaded, unloaded = per_test["with"], per_test["without"]
     rows.append(
         Row(
             "2",
             f"Per test that uses nothing of the kit: {tests} plain tests, calls per test "
-            "(whole run minus collection); one timed run each",
+            f"(whole run minus collection); times: median of {reps} loaded, one run without",
             f"loaded: {loaded:,.1f} calls per test; {timing(times['plain with'])}",
             f"`-p no:engagelab`: {unloaded:,.1f} calls per test; "
             f"{timing(times['plain without'])}",

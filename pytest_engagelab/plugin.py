@@ -698,6 +698,10 @@ def _report(
         from pytest_engagelab.cassettes.reports import scrub_report
 
         scrub_report(report, active.scrubber)
+    if report.when == "teardown" and _CONTROLS_KEY in item.stash:
+        # The requests section is written: let go of the test's emulators (and their
+        # journals), which the item, kept until the session ends, would otherwise hold.
+        del item.stash[_CONTROLS_KEY]
     return report
 
 

@@ -425,3 +425,34 @@ def test_fail_for_needs_a_recipient_string() -> None:
 def test_assert_sent_count_needs_a_count_of_zero_or_more() -> None:
     with pytest.raises(TypeError, match=r"assert_sent_count\(\) needs a count >= 0, not -1"):
         OTPMock().assert_sent_count(-1)
+
+
+def test_a_finished_test_lets_go_of_its_otp_mock(pytester: pytest.Pytester) -> None:
+    """The item outlives its test (pytest keeps every item until the session ends):
+    once its reports are made it no longer holds the mock, its journal and requests,
+    which a long suite would otherwise keep, and the garbage collector walk, to the end."""
+    pytester.makepyfile(
+        """
+        import gc
+        import weakref
+
+        import httpx
+
+        MOCKS = []
+
+        def test_sends(otp_mock):
+            MOCKS.append(weakref.ref(otp_mock))
+            answer = httpx.post(
+                "https://otp.api.engagelab.cc/v1/messages",
+                json={"to": "+6591234567", "template": {"id": "login"}},
+                auth=("test-dev-key", "test-dev-secret"),
+            )
+            assert answer.status_code == 200
+
+        def test_the_mock_is_gone():
+            gc.collect()
+            assert len(MOCKS) == 1
+            assert MOCKS[0]() is None
+        """
+    )
+    pytester.runpytest().assert_outcomes(passed=2)

@@ -15,9 +15,11 @@ from respx.models import AllMockedAssertionError, PassThrough
 
 from pytest_engagelab.doors.controls import EmulatorControls
 from pytest_engagelab.emulator.core import DEFAULT_BASE_URL, Emulator
-from pytest_engagelab.emulator.model import Fault
+from pytest_engagelab.emulator.model import JSON_HEADERS, Fault
 
 __all__ = ["OTPMock"]
+
+(_JSON_HEADER,) = JSON_HEADERS
 
 
 class _UnrecordedRouter(respx.MockRouter):
@@ -185,7 +187,7 @@ def _fast_path(original: Callable[..., object], mocker: type[Mocker]) -> Callabl
 
     def _transport_for_url(self: object, url: httpx.URL) -> object:
         for mock in _DOORS._started:
-            if mock._path_if_ours(url) is not None:
+            if mock._is_ours(url):
                 return mock._transport
         if len(routers) > 1:  # another respx router is registered: respx's own way
             return respx_patch(self, url)
@@ -265,6 +267,13 @@ class OTPMock(EmulatorControls):
             self._started = False
             self._transport = None
 
+    def _is_ours(self, url: httpx.URL) -> bool:
+        """``_path_if_ours(url) is not None``, without decoding the path of a URL under a
+        base URL that has none (the default): asked for every request."""
+        if (url.scheme, url.host, url.port) != self._origin:
+            return False
+        return not self._base_path or self._path_if_ours(url) is not None
+
     def _path_if_ours(self, url: httpx.URL) -> str | None:
         if (url.scheme, url.host, url.port) != self._origin:
             return None
@@ -292,9 +301,12 @@ class OTPMock(EmulatorControls):
         # What ``httpx.Response(status, headers=..., content=body)`` builds, without
         # its content-header defaults pass (a KeyError per response).
         body = outcome.body
-        headers = list(outcome.headers)
-        if not any(name == "content-length" for name, _ in headers):
-            headers.append(("Content-Length", str(len(body))))
+        if outcome.headers is JSON_HEADERS:  # most answers: a JSON body, no other header
+            headers = [_JSON_HEADER, ("Content-Length", str(len(body)))]
+        else:
+            headers = list(outcome.headers)
+            if not any(name == "content-length" for name, _ in headers):
+                headers.append(("Content-Length", str(len(body))))
         response = httpx.Response(
             outcome.status, headers=headers, stream=httpx.ByteStream(body), request=request
         )

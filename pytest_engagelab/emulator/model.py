@@ -12,7 +12,7 @@ import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Final, Literal, NamedTuple, Protocol, runtime_checkable
 
 from pytest_engagelab.emulator.codes import ErrorCode
 from pytest_engagelab.emulator.journal import SentMessage
@@ -136,9 +136,8 @@ class Injection:
         return f"fail_next({what}, times={self.times}{where}) (fired {self.fired} of {self.times})"
 
 
-@dataclass(frozen=True)
-class Incoming:
-    """One request as a route handler sees it."""
+class Incoming(NamedTuple):
+    """One request as a route handler sees it (a named tuple: made for every request)."""
 
     method: str
     path: str
