@@ -67,7 +67,8 @@ _WAYS_OUT: Final = (
     "EngageLab on purpose."
 )
 _FRAMES: Final = 80  # how far up the stack the guard looks for the request
-_BASIC: Final = re.compile(r"Basic ([A-Za-z0-9+/]{8,}={0,2})")
+#: A Basic credential; compiled on first use (by ``re``'s cache), not when the plugin loads.
+_BASIC: Final = r"Basic ([A-Za-z0-9+/]{8,}={0,2})"
 _SHORTEST_SECRET: Final = 6  # a shorter secret would mask ordinary words in a report
 
 
@@ -481,7 +482,7 @@ def _secret_forms(authorization: object, into: set[str]) -> None:
     """Add the forms of a Basic credential (token, ``key:secret``, secret) to ``into``."""
     if not isinstance(authorization, str):
         return
-    match = _BASIC.search(authorization)
+    match = re.search(_BASIC, authorization)
     if match is not None:
         token = match.group(1)
         try:
@@ -796,7 +797,7 @@ def mask_credentials(text: str, attempts: Iterable[EngageLabGuardError] = ()) ->
     forms: set[str] = set()
     for attempt in attempts:
         forms.update(attempt._secrets)
-    for match in _BASIC.finditer(text):
+    for match in re.finditer(_BASIC, text):
         _secret_forms(match.group(0), forms)
     for form in sorted(forms, key=len, reverse=True):
         text = text.replace(form, "***")
