@@ -11,9 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from pytest_engagelab._version import __version__
-
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs
+    from pytest_engagelab._version import __version__
     from pytest_engagelab.cassettes import (
         CassetteError,
         CassetteMiss,
@@ -79,7 +78,9 @@ __all__ = [
 
 # Imported on first access (PEP 562), not when pytest loads the plugin: ``import
 # pytest_engagelab.plugin`` runs this file first, and the emulator, server, client and
-# cassettes would otherwise cost every pytest run that never uses them.
+# cassettes would otherwise cost every pytest run that never uses them (even
+# ``__version__``: every module pytest loads from this package goes through its assertion
+# rewriter, several hundred function calls each).
 _WHERE: dict[str, str] = {
     "DEFAULT_BASE_URL": "pytest_engagelab.emulator.defaults",
     "DEFAULT_DEV_KEY": "pytest_engagelab.emulator.defaults",
@@ -113,6 +114,7 @@ _WHERE: dict[str, str] = {
     "Template": "pytest_engagelab.emulator.templates",
     "VerifyResult": "pytest_engagelab.client",
     "check_drift": "pytest_engagelab.cassettes.drift",
+    "__version__": "pytest_engagelab._version",
 }
 
 

@@ -17,17 +17,11 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import pytest
 
 from pytest_engagelab.doors import guard as _guard
-from pytest_engagelab.emulator.settings import (
-    INI_OPTIONS,
-    MARKER_KEYWORDS,
-    EngageLabSettings,
-    SettingsError,
-    api_root,
-    settings_from_ini,
-)
+from pytest_engagelab.emulator.defaults import DEFAULT_BASE_URL, INI_OPTIONS
 
 # -- start-up cost: the emulator, its doors and the clients (with httpx, respx, asyncio) are
-# imported by the fixtures that use them, not when pytest loads the plugin (bench row 3).
+# imported by the fixtures that use them, not when pytest loads the plugin (bench row 3); so
+# are the emulator settings (a dataclass), unless an engagelab_* ini option is set.
 if TYPE_CHECKING:
     from pytest_engagelab.cassettes.credentials import Credentials
     from pytest_engagelab.cassettes.recorder import ActiveCassette
@@ -37,19 +31,22 @@ if TYPE_CHECKING:
     from pytest_engagelab.doors.mock import OTPMock
     from pytest_engagelab.doors.server import OTPServer
     from pytest_engagelab.doors.smpp import OTPSMPPServer
+    from pytest_engagelab.emulator.settings import EngageLabSettings
 
 # -- cassettes ---------------------------------------------------------------------------------
 
-_CASSETTES_KEY = pytest.StashKey["CassetteSettings"]()
+# Stash keys are typed by annotation, not by ``StashKey[T]()``: subscripting a generic
+# class at run time costs about 40 function calls each, at every start-up (bench row 3).
+_CASSETTES_KEY: pytest.StashKey[CassetteSettings] = pytest.StashKey()
 #: ``pytest_engagelab.cassettes.settings.RECORD_MODES`` (a test keeps them equal), here so
 #: that loading the plugin does not import the cassettes.
 _RECORD_MODES: Final = ("none", "once", "new_episodes", "all", "rewrite")
 #: The variables the cassette settings read (``pytest_engagelab.cassettes.credentials``).
 _CASSETTE_ENVIRON: Final = ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL")
-_CALL_REPORT_KEY = pytest.StashKey[pytest.TestReport]()
-_ACTIVE_KEY = pytest.StashKey["ActiveCassette"]()
+_CALL_REPORT_KEY: pytest.StashKey[pytest.TestReport] = pytest.StashKey()
+_ACTIVE_KEY: pytest.StashKey[ActiveCassette] = pytest.StashKey()
 #: Under xdist: the tests that share a cassette with another, and the message for each.
-_SHARED_KEY = pytest.StashKey[dict[str, str]]()
+_SHARED_KEY: pytest.StashKey[dict[str, str]] = pytest.StashKey()
 _CASSETTE_MARKER = (
     "engagelab_cassette(name=None): run this test on a vcrpy cassette (YAML, under the ini "
     "option engagelab_cassette_dir): otp_client, otp_async_client and any httpx request go "
@@ -57,13 +54,13 @@ _CASSETTE_MARKER = (
 )
 # -- end cassettes -----------------------------------------------------------------------------
 
-_SETTINGS_KEY = pytest.StashKey[EngageLabSettings]()
+_SETTINGS_KEY: pytest.StashKey[EngageLabSettings] = pytest.StashKey()
 
 # -- guard -------------------------------------------------------------------------------------
-_GUARD_KEY = pytest.StashKey[_guard.Guard]()
-_COUNTS_KEY = pytest.StashKey[_guard.Counts]()
-_CONTROLS_KEY = pytest.StashKey[list["EmulatorControls"]]()
-_SECTION_KEY = pytest.StashKey[bool]()
+_GUARD_KEY: pytest.StashKey[_guard.Guard] = pytest.StashKey()
+_COUNTS_KEY: pytest.StashKey[_guard.Counts] = pytest.StashKey()
+_CONTROLS_KEY: pytest.StashKey[list[EmulatorControls]] = pytest.StashKey()
+_SECTION_KEY: pytest.StashKey[bool] = pytest.StashKey()
 _LIVE_MARKER = (
     "engagelab_live: let this test reach the real EngageLab (otp.api.engagelab.cc, the SMPP "
     "host, the configured base URL): without it, the pytest-engagelab guard stops every "
@@ -206,15 +203,9 @@ def _getini(config: pytest.Config, name: str) -> Any:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _ENGAGELAB_MARKER)
-
-    def read(name: str) -> Any:
-        return _getini(config, name)
-
-    try:
-        settings = settings_from_ini(read, EngageLabSettings())
-    except SettingsError as error:
-        raise pytest.UsageError(f"pytest-engagelab: {error}") from None
-    config.stash[_SETTINGS_KEY] = settings
+    base_url = DEFAULT_BASE_URL
+    if any(_ini_given(_getini(config, option.name)) for option in INI_OPTIONS):
+        base_url = _settings(config).base_url  # checked now: a mistake stops the run
     # -- cassettes -----------------------------------------------------------------------------
     config.addinivalue_line("markers", _CASSETTE_MARKER)
     if _cassettes_configured(config):  # checked now: a mistake stops the run before any test
@@ -230,7 +221,7 @@ def pytest_configure(config: pytest.Config) -> None:
             option=config.getoption("engagelab_guard", None),
             ini="true" if _getini(config, "engagelab_guard") else "false",
             hosts=config.getini("engagelab_guard_hosts"),
-            base_urls=(settings.base_url, os.environ.get("ENGAGELAB_BASE_URL", "")),
+            base_urls=(base_url, os.environ.get("ENGAGELAB_BASE_URL", "")),
         )
     except ValueError as error:
         raise pytest.UsageError(str(error)) from None
@@ -241,6 +232,38 @@ def pytest_configure(config: pytest.Config) -> None:
         _guard.install(guard)
         config.add_cleanup(lambda: _guard.uninstall(guard))
     # -- end guard -----------------------------------------------------------------------------
+
+
+def _ini_given(value: Any) -> bool:
+    """Whether an ``engagelab_*`` ini value is set (as ``settings_from_ini`` reads them)."""
+    return not (value is None or value == "" or value == [])
+
+
+def _settings(config: pytest.Config) -> EngageLabSettings:
+    """The session's emulator settings, from the ``engagelab_*`` ini options.
+
+    Built on first use, so that a suite that never uses the kit does not import them
+    (start-up cost, bench row 3); when an ini option is set, :func:`pytest_configure`
+    builds them at once, and a mistake stops the run before any test.
+    """
+    settings = config.stash.get(_SETTINGS_KEY, None)
+    if settings is not None:
+        return settings
+    from pytest_engagelab.emulator.settings import (
+        EngageLabSettings,
+        SettingsError,
+        settings_from_ini,
+    )
+
+    def read(name: str) -> Any:
+        return _getini(config, name)
+
+    try:
+        settings = settings_from_ini(read, EngageLabSettings())
+    except SettingsError as error:
+        raise pytest.UsageError(f"pytest-engagelab: {error}") from None
+    config.stash[_SETTINGS_KEY] = settings
+    return settings
 
 
 def _cassettes_configured(config: pytest.Config) -> bool:
@@ -275,7 +298,7 @@ def _cassette_settings(config: pytest.Config) -> CassetteSettings:
             redact="true" if _getini(config, "engagelab_redact_recipients") else "false",
             extra_secrets=config.getini("engagelab_extra_secrets"),
             environ=os.environ,
-            default_base_url=config.stash[_SETTINGS_KEY].base_url,
+            default_base_url=_settings(config).base_url,
             max_age=str(config.getini("engagelab_cassette_max_age")),
         )
     except ValueError as error:
@@ -290,6 +313,8 @@ def _cassette_settings(config: pytest.Config) -> CassetteSettings:
 def _marker_settings(node: pytest.Item, base: EngageLabSettings) -> EngageLabSettings:
     """``base`` with every ``engagelab`` marker applied, the closest to the test last."""
     __tracebackhide__ = True
+    from pytest_engagelab.emulator.settings import MARKER_KEYWORDS, SettingsError
+
     markers = list(node.iter_markers("engagelab"))
     settings = base
     for marker in reversed(markers):  # iter_markers yields the closest first
@@ -316,7 +341,7 @@ def _engagelab_marker_check(request: pytest.FixtureRequest) -> None:
     Given at collection to the marked tests only (see :func:`_plan`), not run as a
     hook for every test.
     """
-    _marker_settings(request.node, request.config.stash[_SETTINGS_KEY])
+    _marker_settings(request.node, _settings(request.config))
 
 
 # -- what a test of the kit costs: nothing for the others -----------------------------------
@@ -383,7 +408,7 @@ def engagelab_settings(request: pytest.FixtureRequest) -> EngageLabSettings:
     Session-scoped: the ini options do not change during a run, and a test using
     ``otp_mock`` then does not pay for setting it up and tearing it down again.
     """
-    return request.config.stash[_SETTINGS_KEY]
+    return _settings(request.config)
 
 
 # -- fixtures ------------------------------------------------------------------------------
@@ -665,7 +690,7 @@ class _Reports:
         return _report(item, call, report)
 
 
-_WATCHING_KEY = pytest.StashKey[bool]()
+_WATCHING_KEY: pytest.StashKey[bool] = pytest.StashKey()
 _REPORTS_PLUGIN: Final = "engagelab-reports"
 
 
@@ -818,6 +843,7 @@ def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> Active
     from pytest_engagelab.cassettes.credentials import Credentials
     from pytest_engagelab.cassettes.files import cassette_path
     from pytest_engagelab.cassettes.recorder import ActiveCassette
+    from pytest_engagelab.emulator.settings import api_root
 
     settings = _cassette_settings(request.config)
     node = request.node
@@ -835,7 +861,7 @@ def _cassette_for(request: pytest.FixtureRequest, marker: pytest.Mark) -> Active
         display = path.relative_to(rootdir).as_posix()
     except ValueError:
         display = str(path)
-    emulator = _marker_settings(node, request.config.stash[_SETTINGS_KEY])
+    emulator = _marker_settings(node, _settings(request.config))
     base_url = os.environ.get("ENGAGELAB_BASE_URL", "").strip() or emulator.base_url
     replay = Credentials(emulator.dev_key, emulator.dev_secret, api_root(base_url))
     return ActiveCassette(
@@ -937,7 +963,7 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
     """
     from pytest_engagelab.doors.server import OTPServer
 
-    settings = request.config.stash[_SETTINGS_KEY]
+    settings = _settings(request.config)
     with OTPServer(settings.build_emulator()) as server:
         request.config.stash[_SESSION_SERVER_KEY] = server
         _watch_reports(request.config)
@@ -950,7 +976,7 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
             del request.config.stash[_SESSION_SERVER_KEY]
 
 
-_SESSION_SERVER_KEY = pytest.StashKey["OTPServer"]()
+_SESSION_SERVER_KEY: pytest.StashKey[OTPServer] = pytest.StashKey()
 
 
 _PER_TEST_RESET: Final = "_engagelab_session_server_per_test"
@@ -962,8 +988,7 @@ def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterat
     injections after.  Given at collection to the tests that name it (see :func:`_plan`);
     a test that reaches it through ``request.getfixturevalue`` is served by
     :class:`_SessionServerWatch`."""
-    stash = request.config.stash
-    built = stash[_SETTINGS_KEY]  # what the session server was built with
+    built = _settings(request.config)  # what the session server was built with
     server: OTPServer = request.getfixturevalue("otp_server_session")
     base: EngageLabSettings = request.getfixturevalue("engagelab_settings")
     settings = _marker_settings(request.node, base)
@@ -996,7 +1021,7 @@ class _SessionServerWatch:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         server = self.config.stash.get(_SESSION_SERVER_KEY, None)
         if server is not None and _PER_TEST_RESET not in getattr(item, "fixturenames", ()):
-            server.emulator = self.config.stash[_SETTINGS_KEY].build_emulator()
+            server.emulator = _settings(self.config).build_emulator()
             item.stash.setdefault(_CONTROLS_KEY, []).append(server)
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
@@ -1005,7 +1030,7 @@ class _SessionServerWatch:
         if server is not None and _PER_TEST_RESET not in getattr(item, "fixturenames", ()):
             counts = self.config.stash[_COUNTS_KEY]
             counts.answered += server.emulator.requests.total
-            settings = self.config.stash[_SETTINGS_KEY]
+            settings = _settings(self.config)
             _check_all_fired(item, server, settings, "otp_server_session")
 
 
@@ -1043,3 +1068,31 @@ def otp_smpp_server(
         yield server
     _count_answered(request, server)  # -- guard --
     _check_all_fired(request.node, server, settings, "otp_smpp_server")
+
+
+# -- what pytest reads of this module ------------------------------------------------------
+# At start-up pytest looks at every name ``dir()`` gives for a plugin module, once for hooks
+# and once for fixtures (about 30 function calls per name, bench row 3).  So ``dir()`` of
+# this module lists what pytest needs, its hooks and fixtures, not its ~70 helpers,
+# constants and imports; every name stays an attribute as before.
+
+
+def _is_fixture(value: object) -> bool:
+    """A function ``@pytest.fixture`` made (pytest >= 8.4: its own type; before: the
+    function, marked)."""
+    return type(value).__name__ == "FixtureFunctionDefinition" or hasattr(
+        value, "_pytestfixturefunction"
+    )
+
+
+_FOR_PYTEST: Final = tuple(
+    sorted(
+        name
+        for name, value in globals().items()
+        if name.startswith("pytest_") or _is_fixture(value)
+    )
+)
+
+
+def __dir__() -> list[str]:
+    return list(_FOR_PYTEST)

@@ -3,6 +3,7 @@ is imported on first access (PEP 562) and still reads like plain attributes."""
 
 from __future__ import annotations
 
+import ast
 import importlib
 import subprocess
 import sys
@@ -35,6 +36,69 @@ def test_loading_the_plugin_imports_none_of_the_heavy_modules() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+#: What a pytest run that uses nothing of the kit imports of it: the hooks, the guard (installed
+#: at start-up, so that collection is guarded too) and the defaults (ini options' help).
+AT_START_UP = [
+    "pytest_engagelab",
+    "pytest_engagelab.doors",
+    "pytest_engagelab.doors.guard",
+    "pytest_engagelab.emulator",
+    "pytest_engagelab.emulator.defaults",
+    "pytest_engagelab.plugin",
+]
+
+
+def _modules_of_ours(pytester: pytest.Pytester, *args: str) -> list[str]:
+    """The modules of this package a whole pytest run (in a new process) has imported."""
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_modules():
+            ours = sorted(m for m in sys.modules if m.startswith("pytest_engagelab"))
+            print("modules of ours:", ours)
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-s", *args)
+    result.assert_outcomes(passed=1)
+    (line,) = [line for line in result.outlines if "modules of ours:" in line]
+    listed = line.partition("modules of ours:")[2].strip().rstrip(".")
+    return ast.literal_eval(listed)  # type: ignore[no-any-return]
+
+
+def test_a_run_that_uses_nothing_of_the_kit_imports_only_the_hooks_guard_and_defaults(
+    pytester: pytest.Pytester,
+) -> None:
+    for name in ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL"):
+        pytester._monkeypatch.delenv(name, raising=False)
+    assert _modules_of_ours(pytester) == AT_START_UP
+
+
+def test_an_engagelab_ini_option_is_read_and_checked_at_start_up(
+    pytester: pytest.Pytester,
+) -> None:
+    """With an ``engagelab_*`` option set, the settings are built when pytest configures
+    (a mistake stops the run before any test: tests/test_plugin.py), not at first use."""
+    pytester.makeini("[pytest]\nengagelab_seed = 7\n")
+    assert "pytest_engagelab.emulator.settings" in _modules_of_ours(pytester)
+
+
+def test_dir_of_the_plugin_lists_its_hooks_and_fixtures_and_every_name_stays() -> None:
+    """pytest scans ``dir()`` of a plugin module for hooks and fixtures at every start-up;
+    the plugin's lists just those, and must not miss one."""
+    from _pytest.fixtures import getfixturemarker
+
+    from pytest_engagelab import plugin
+
+    names = vars(plugin)
+    hooks = {name for name, value in names.items() if name.startswith("pytest_")}
+    fixtures = {name for name, value in names.items() if getfixturemarker(value) is not None}
+    assert {"pytest_addoption", "pytest_configure", "pytest_collection_modifyitems"} <= hooks
+    assert {"otp_mock", "otp_server", "engagelab_cassette", "_engagelab_live"} <= fixtures
+    assert sorted(dir(plugin)) == sorted(hooks | fixtures)
+    assert plugin._settings is names["_settings"]  # the helpers are still attributes
 
 
 @pytest.mark.parametrize("name", sorted(pytest_engagelab.__all__))

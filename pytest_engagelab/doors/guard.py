@@ -16,7 +16,10 @@ reports it the way it reports an unreachable host (``httpx.ConnectError``,
 ``requests.ConnectionError``, ``urllib.error.URLError``...), with the guard's message.
 The plugin remembers each refusal, so a test whose code caught the error fails anyway.
 
-This module imports nothing beyond what pytest has already imported.
+This module imports nothing beyond what pytest has already imported.  What a refusal
+says (the request read from the caller's frames, the message, the credentials to mask)
+lives in :mod:`pytest_engagelab.doors._guard_text`, loaded on the first refusal, lookup of
+a host that is not loopback, or report: start-up loads only the patches (bench row 3).
 
 Why this module is long: the guard is one installation over a handful of process-wide
 functions, and the patches, the host matching, the per-test allowances (``otp_mock``'s
@@ -27,11 +30,8 @@ into the others.
 
 from __future__ import annotations
 
-import base64
 import functools
-import json
 import os
-import re
 import socket
 import sys
 import threading
@@ -60,15 +60,6 @@ __all__ = [
 
 #: EngageLab's OTP API host and its SMPP host: always guarded.
 ENGAGELAB_HOSTS: Final = (str(urlsplit(DEFAULT_BASE_URL).hostname), DEFAULT_SMPP_HOST)
-
-_WAYS_OUT: Final = (
-    "no test may reach EngageLab by accident. Use the otp_mock fixture, point the client at "
-    "otp_server.base_url, or mark the test @pytest.mark.engagelab_live to reach the real "
-    "EngageLab on purpose."
-)
-_FRAMES: Final = 80  # how far up the stack the guard looks for the request
-_BASIC: Final = re.compile(r"Basic ([A-Za-z0-9+/]{8,}={0,2})")
-_SHORTEST_SECRET: Final = 6  # a shorter secret would mask ordinary words in a report
 
 
 class EngageLabGuardError(ConnectionError):
@@ -242,6 +233,8 @@ class Guard:
         if self.blocks(host):
             return self.stop(host, port, frame)
         if not (isinstance(host, str) and is_loopback(host)) or _proxy_configured():
+            from pytest_engagelab.doors._guard_text import _requested_host, _text
+
             target = _requested_host(frame, self)
             if target is not None:
                 return self.stop(target, None, frame, via=f"{_text(host) or host}:{port}")
@@ -295,6 +288,8 @@ class Guard:
         number = port if isinstance(port, int) and not isinstance(port, bool) else None
         if number is None and isinstance(port, str | bytes) and port.isdigit():
             number = int(port)
+        from pytest_engagelab.doors._guard_text import _message, _request_context
+
         method, path, recipient, secrets = _request_context(frame)
         error = EngageLabGuardError(
             _message(name, number, method, path, recipient, via),
@@ -322,237 +317,12 @@ def _drop(counts: dict[str, int], host: str, lock: threading.Lock) -> None:
             counts.pop(host, None)
 
 
-def _message(
-    host: str,
-    port: int | None,
-    method: str | None,
-    path: str | None,
-    recipient: str | None,
-    via: str | None = None,
-) -> str:
-    where = f"{host}:{port}" if port is not None else host
-    if method and path:
-        what = f"{method} {path} to {where}"
-    elif path:
-        what = f"a request for {path} to {where}"
-    else:
-        what = f"a connection to {where}"
-    if recipient:
-        what += f" (recipient {recipient})"
-    if via:
-        what += f" through the proxy {via}"
-    return f"pytest-engagelab stopped {what} before it left the test: {_WAYS_OUT}"
-
-
-# -- what request was it? -------------------------------------------------------------------
-
-
-def _text(value: object) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value if isinstance(value, str) else None
-
-
-def _path_of(url: object) -> str | None:
-    text = _text(url)
-    if text is None:
-        raw = getattr(url, "raw_path", None)  # httpx.URL
-        text = _text(raw)
-        if text is None:
-            return None
-    if "://" in text:
-        try:
-            text = urlsplit(text).path or "/"
-        except ValueError:
-            return None
-    return text.split("?", 1)[0] or "/"
-
-
-def _known_request(value: object) -> tuple[str | None, str | None, object] | None:
-    """(method, path, body) of a request object of a client the guard knows."""
-    kind = type(value)
-    module = kind.__module__
-    name = kind.__name__
-    if name == "Request" and module.startswith("httpx"):
-        try:
-            body: object = value.content  # type: ignore[attr-defined]
-        except Exception:  # a streaming body not read yet
-            body = None
-        return _text(value.method), _path_of(value.url), body  # type: ignore[attr-defined]
-    if name == "Request" and module == "urllib.request":
-        return value.get_method(), _path_of(value.selector), value.data  # type: ignore[attr-defined]
-    if name == "Request" and module.startswith("httpcore"):
-        url = value.url  # type: ignore[attr-defined]
-        return _text(value.method), _path_of(getattr(url, "target", None)), None  # type: ignore[attr-defined]
-    return None
-
-
-def _from_frame(local: dict[str, Any]) -> tuple[str | None, str | None, object] | None:
-    for value in local.values():
-        found = _known_request(value)
-        if found is not None:
-            return found
-    method, url = _text(local.get("method")), local.get("url")
-    if method is not None and url is not None:
-        path = _path_of(url)
-        if path is not None:
-            body = next(
-                (
-                    local[name]
-                    for name in ("body", "json", "data", "content")
-                    if isinstance(local.get(name), bytes | str | dict | list)
-                ),
-                None,
-            )
-            return method.upper(), path, body
-    return None
-
-
-def _hosts_in(local: dict[str, Any]) -> list[str]:
-    """The hosts the request a frame is making is for: its request object's URL, a
-    tunnel's target (``http.client`` through a proxy), or an absolute ``url``."""
-    hosts: list[str] = []
-    for value in local.values():
-        kind = type(value)
-        if kind.__name__ != "Request":
-            continue
-        if kind.__module__.startswith(("httpx", "httpcore")):
-            hosts.append(_text(getattr(value.url, "host", None)) or "")
-            if _text(getattr(value, "method", None)) == "CONNECT":  # httpcore's tunnel
-                target = _text(getattr(value.url, "target", None)) or ""
-                hosts.append(target.rpartition(":")[0])
-        elif kind.__module__ == "urllib.request":
-            hosts.append(urlsplit(value.full_url).hostname or "")
-    tunnel = getattr(local.get("self"), "_tunnel_host", None)
-    if isinstance(tunnel, str):
-        hosts.append(tunnel)
-    url = _text(local.get("url"))
-    if url is not None and "://" in url and local.get("method") is not None:
-        hosts.append(urlsplit(url).hostname or "")
-    return [host for host in hosts if host]
-
-
-def _requested_host(frame: FrameType | None, guard: Guard) -> str | None:
-    """A guarded host a request being made is for, seen in the caller's frames."""
-    depth = 0
-    try:
-        while frame is not None and depth < _FRAMES:
-            for host in _hosts_in(frame.f_locals):
-                if guard.blocks(host):
-                    return host
-            frame = frame.f_back
-            depth += 1
-    except Exception:  # looking is a courtesy to proxies: never fail a connect over it
-        return None
-    finally:
-        del frame
-    return None
-
-
 _PROXY_VARIABLES: Final = ("https_proxy", "http_proxy", "all_proxy")
 
 
 def _proxy_configured() -> bool:
     """Whether the environment sends clients through a proxy (any case of the names)."""
     return any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES)
-
-
-def _recipient(body: object) -> str | None:
-    if isinstance(body, bytes | str):
-        try:
-            body = json.loads(body)
-        except (ValueError, RecursionError):
-            return None
-    if not isinstance(body, dict):
-        return None
-    to = body.get("to")
-    if isinstance(to, str):
-        recipients = [to]
-    elif isinstance(to, list) and all(isinstance(t, str) for t in to):
-        recipients = list(to)
-    else:
-        return None
-    from pytest_engagelab.emulator.recipients import redact_recipients
-
-    return ", ".join(redact_recipients(t) for t in recipients) or None
-
-
-def _secret_forms(authorization: object, into: set[str]) -> None:
-    """Add the forms of a Basic credential (token, ``key:secret``, secret) to ``into``."""
-    if not isinstance(authorization, str):
-        return
-    match = _BASIC.search(authorization)
-    if match is not None:
-        token = match.group(1)
-        try:
-            pair = base64.b64decode(token, validate=True).decode("utf-8")
-        except (ValueError, UnicodeDecodeError):
-            return
-        into.add(token)
-        _key, colon, secret = pair.partition(":")
-        if colon:
-            into.add(pair)
-            if len(secret) >= _SHORTEST_SECRET:
-                into.add(secret)
-
-
-def _credentials_in(local: dict[str, Any], into: set[str]) -> None:
-    """The credentials a frame holds: its ``auth=(key, secret)``, header mappings and
-    request objects (which ``pytest -l`` would print)."""
-    auth = local.get("auth")
-    if type(auth) is tuple and len(auth) == 2 and all(isinstance(a, str) for a in auth):
-        key, secret = auth
-        pair = f"{key}:{secret}"
-        into.add(base64.b64encode(pair.encode("utf-8")).decode("ascii"))
-        into.add(pair)
-        if len(secret) >= _SHORTEST_SECRET:
-            into.add(secret)
-    for value in local.values():
-        if isinstance(value, str):
-            if value.startswith("Basic "):
-                _secret_forms(value, into)
-            continue
-        headers = getattr(value, "headers", None)  # httpx.Request
-        if headers is None and isinstance(getattr(value, "unredirected_hdrs", None), dict):
-            headers = {**value.unredirected_hdrs, **value.headers}  # urllib.request.Request
-        if headers is None and isinstance(value, Mapping):
-            headers = value
-        if headers is not None and hasattr(headers, "get"):
-            for name in ("authorization", "Authorization"):
-                _secret_forms(headers.get(name), into)
-
-
-def _request_context(
-    frame: FrameType | None,
-) -> tuple[str | None, str | None, str | None, frozenset[str]]:
-    """The method, path and (redacted) recipient of the request being made, when one of
-    the caller's frames tells (httpx, requests/urllib3, urllib, http.client do), and the
-    credentials those frames hold (to mask them in the failure report)."""
-    method = path = None
-    body: object = None
-    secrets: set[str] = set()
-    depth = 0
-    try:
-        while frame is not None and depth < _FRAMES:
-            local = frame.f_locals
-            if body is None:
-                found = _from_frame(local)
-                if found is not None and found[0] != "CONNECT":  # a proxy tunnel: look on
-                    if method is None:
-                        method, path = found[0], found[1]
-                    body = found[2]
-            _credentials_in(local, secrets)
-            frame = frame.f_back
-            depth += 1
-    except Exception:  # the message is a courtesy: never fail the refusal over it
-        pass
-    finally:
-        del frame
-    try:
-        recipient = _recipient(body)
-    except Exception:
-        recipient = None
-    return method, path, recipient, frozenset(secrets)
 
 
 # -- the patches ----------------------------------------------------------------------------
@@ -780,24 +550,14 @@ class Counts:
 
 def attempts_text(attempts: list[EngageLabGuardError]) -> str:
     """The refusals of one test, each once with how often it happened."""
-    counted: dict[str, int] = {}
-    for attempt in attempts:
-        counted[str(attempt)] = counted.get(str(attempt), 0) + 1
-    return "\n".join(
-        message + (f" ({times} times)" if times > 1 else "") for message, times in counted.items()
-    )
+    from pytest_engagelab.doors._guard_text import attempts_text
+
+    return attempts_text(attempts)
 
 
 def mask_credentials(text: str, attempts: Iterable[EngageLabGuardError] = ()) -> str:
     """``text`` with the credentials of the stopped requests masked, and every Basic
-    credential it shows: the base64 token, and the ``key:secret`` and secret it decodes
-    to, wherever they appear (``pytest -l`` prints the clients' header dictionaries and
-    the test's own ``auth=(key, secret)``)."""
-    forms: set[str] = set()
-    for attempt in attempts:
-        forms.update(attempt._secrets)
-    for match in _BASIC.finditer(text):
-        _secret_forms(match.group(0), forms)
-    for form in sorted(forms, key=len, reverse=True):
-        text = text.replace(form, "***")
-    return text
+    credential it shows (see :func:`pytest_engagelab.doors._guard_text.mask_credentials`)."""
+    from pytest_engagelab.doors._guard_text import mask_credentials
+
+    return mask_credentials(text, attempts)

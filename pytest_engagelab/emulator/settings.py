@@ -11,6 +11,7 @@ from pytest_engagelab.emulator.defaults import (
     DEFAULT_BASE_URL,
     DEFAULT_DEV_KEY,
     DEFAULT_DEV_SECRET,
+    INI_OPTIONS,
     KeyStatus,
 )
 
@@ -192,62 +193,6 @@ _CHECKS: Final[dict[str, Callable[[str, Any, str], Any]]] = {
 
 #: The keywords ``@pytest.mark.engagelab`` accepts.
 MARKER_KEYWORDS: Final = tuple(_CHECKS)
-
-
-@dataclass(frozen=True)
-class IniOption:
-    """One ``engagelab_*`` ini option: its setting, type and help."""
-
-    setting: str
-    kind: str  # "string", "bool" or "int"
-    help: str
-
-    @property
-    def name(self) -> str:
-        return f"engagelab_{self.setting}"
-
-
-INI_OPTIONS: Final = (
-    IniOption("dev_key", "string", f"dev key the emulator accepts (default {DEFAULT_DEV_KEY})"),
-    IniOption(
-        "dev_secret", "string", f"dev secret the emulator accepts (default {DEFAULT_DEV_SECRET})"
-    ),
-    IniOption(
-        "base_url",
-        "string",
-        f"base URL the emulator serves, without /v1 (default {DEFAULT_BASE_URL})",
-    ),
-    IniOption(
-        "strict_templates",
-        "bool",
-        "answer 4001 for templates not registered with add_template (default false)",
-    ),
-    IniOption(
-        "seed", "int", "seed for codes and message ids, for reproducible runs (default: none)"
-    ),
-    IniOption(
-        "journal_limit",
-        "int",
-        "messages the journal keeps; older ones are dropped (default 10000; 0 = no limit)",
-    ),
-    IniOption(
-        "assert_all_fired",
-        "bool",
-        "fail a test whose injected failures never fired (default true)",
-    ),
-    IniOption(
-        "phone_validation",
-        "string",
-        "e164 (default): phone numbers need the E.164 shape; strict: also valid for their "
-        "region, by phonenumbers (pip install 'pytest-engagelab[phonenumbers]')",
-    ),
-    IniOption(
-        "template_review",
-        "string",
-        "auto (default): templates created through the API are approved at once; manual: "
-        "pending until the test calls review_template",
-    ),
-)
 
 
 def settings_from_ini(read: Callable[[str], Any], base: EngageLabSettings) -> EngageLabSettings:
