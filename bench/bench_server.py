@@ -228,7 +228,16 @@ if os.environ.get("BENCH_PROFILE") == "1":
     threading.Thread.run = _profiled
 """
 
-_OTP_CHILD = """
+#: Fail a child that imported pytest_engagelab from anywhere but its PYTHONPATH.
+_CHECK_PACKAGE = """
+import pytest_engagelab
+if not pytest_engagelab.__file__.startswith(os.environ["PYTHONPATH"]):
+    raise SystemExit(f"imported {pytest_engagelab.__file__}, not {os.environ['PYTHONPATH']}")
+"""
+
+_OTP_CHILD = (
+    _CHECK_PACKAGE
+    + """
 from pytest_engagelab.doors.server import OTPServer
 server = OTPServer()
 server.start()
@@ -236,6 +245,7 @@ print(server.port, flush=True)
 _wait_stdin()
 server.stop()
 """
+)
 
 _UVICORN_CHILD = """
 import asyncio, json, socket, sys, threading
@@ -298,6 +308,9 @@ def child_server(
         stdout=subprocess.PIPE,
         text=True,
         env=env,
+        # "python -c" puts its working directory first on sys.path: run it in the
+        # checkout whose package it must import, or this tree's would win.
+        cwd=env["PYTHONPATH"],
     )
     try:
         assert process.stdout is not None
@@ -465,7 +478,7 @@ def _one_process_rps(path: str, clients: int, seconds: float, base: int) -> floa
     env = dict(os.environ)
     env["PYTHONPATH"] = path  # this file is loaded by its path: only the package differs
     code = (
-        "import importlib.util, json, sys\n"
+        "import importlib.util, json, os, sys\n"
         f"spec = importlib.util.spec_from_file_location('bench_here', {__file__!r})\n"
         "bench = sys.modules['bench_here'] = importlib.util.module_from_spec(spec)\n"
         "spec.loader.exec_module(bench)\n"
@@ -476,7 +489,13 @@ def _one_process_rps(path: str, clients: int, seconds: float, base: int) -> floa
         "assert not run.errors, run.errors\n"
         "print(json.dumps(run.rps))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code + _CHECK_PACKAGE],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=path,  # "python -c" puts its working directory first on sys.path
+    )
     if done.returncode:
         raise RuntimeError(f"otp_server from {path} failed:\n{done.stderr}")
     return float(done.stdout.strip().splitlines()[-1])
