@@ -8,6 +8,7 @@ import errno
 import importlib.util
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -64,6 +65,24 @@ def accept_out_of_fds(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], list
         return calls
 
     return patch
+
+
+@pytest.fixture
+def thread_tracebacks() -> Iterator[list[str]]:
+    """Every exception that escapes a thread during the test; none may (the socket doors'
+    tests use it: a connection must never end in a thread's traceback)."""
+    caught: list[str] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        caught.append(f"{args.thread.name if args.thread else '?'}: {args.exc_type.__name__}")
+
+    threading.excepthook = hook
+    try:
+        yield caught
+    finally:
+        threading.excepthook = previous
+    assert caught == []
 
 
 @pytest.fixture

@@ -30,21 +30,8 @@ pytest_plugins = ["pytester"]
 PHONE = "+6598765432"
 
 
-@pytest.fixture(autouse=True)
-def thread_tracebacks() -> Iterator[list[str]]:
-    """Every exception that escapes a thread during the test; none may."""
-    caught: list[str] = []
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        caught.append(f"{args.thread.name if args.thread else '?'}: {args.exc_type.__name__}")
-
-    threading.excepthook = hook
-    try:
-        yield caught
-    finally:
-        threading.excepthook = previous
-    assert caught == []
+#: No connection may end in a thread's traceback (see conftest).
+pytestmark = pytest.mark.usefixtures("thread_tracebacks")
 
 
 @pytest.fixture

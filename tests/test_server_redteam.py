@@ -18,7 +18,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -30,21 +29,8 @@ PHONE = "+6598765432"
 HEALTH = b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-@pytest.fixture(autouse=True)
-def thread_tracebacks() -> Iterator[list[str]]:
-    """Every exception that escapes a thread during the test; none may."""
-    caught: list[str] = []
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        caught.append(f"{args.thread.name if args.thread else '?'}: {args.exc_type.__name__}")
-
-    threading.excepthook = hook
-    try:
-        yield caught
-    finally:
-        threading.excepthook = previous
-    assert caught == []
+#: No connection may end in a thread's traceback (see conftest).
+pytestmark = pytest.mark.usefixtures("thread_tracebacks")
 
 
 def open_fds() -> int:
