@@ -710,25 +710,6 @@ def test_custom_messages_checks_every_recipient_before_sending_any() -> None:
     assert len(emulator.journal) == 0
 
 
-def test_lone_surrogates_from_json_escapes_are_answered_not_raised() -> None:
-    emulator = Emulator()
-    message_id = send(emulator)["message_id"]
-    raw = b'{"message_id": "%s", "verify_code": "\\ud800"}' % message_id.encode()
-    answer = call(emulator, "/v1/verifications", raw=raw)
-    assert answer.json() == {"message_id": message_id, "verify_code": "\ud800", "verified": False}
-    bad_params = b'{"to": "+6591234567", "template": {"id": "t", "params": {"\\udfff": 1}}}'
-    message = assert_error(call(emulator, "/v1/messages", raw=bad_params), ErrorCode.INVALID_PARAMS)
-    assert message.startswith("template.params.\udfff ")
-    config = (
-        b'{"template_id": "\\ud83d", "send_channel_strategy": "sms", "sms_config": '
-        b'{"template_type": 1}, "verify_code_config": {"verify_code_type": 1, '
-        b'"verify_code_len": 6, "verify_code_ttl": 5}}'
-    )
-    assert call(emulator, "/v1/template-configs", raw=config).status == 200
-    listed = call(emulator, "/v1/template-configs", method="GET")
-    assert listed.json()[0]["template_id"] == "\ud83d"
-
-
 # --------------------------------------------------------------------------- validation order
 
 BAD_JSON = b"{not json"
@@ -1326,3 +1307,40 @@ def test_custom_credentials_and_a_secret_free_repr() -> None:
     assert_error(post_message(emulator), ErrorCode.AUTH_FAILED)
     assert "very-secret-value" not in repr(emulator)
     assert emulator.dev_secret == "very-secret-value"
+
+
+# --------------------------------------------------------------------------- lone surrogates
+
+LONE = "the request body holds a lone UTF-16 surrogate"
+
+
+@pytest.mark.parametrize(
+    ("path", "raw"),
+    [
+        # The deep fuzz found this one: a PWA code the template's link could not encode.
+        (
+            "/v1/template-configs",
+            b'{"template_id": "login", "send_channel_strategy": "sms", '
+            b'"pwa_config": {"pwa_code": "\\ud800"}}',
+        ),
+        ("/v1/template-configs", b'{"template_id": "\\uDFFF"}'),
+        ("/v1/messages", b'{"to": "+6598765432", "template": {"params": {"n": "\\ud83d"}}}'),
+        ("/v1/codes", b'{"to": "\\udc00", "code": "424242", "template": {"id": "tpl"}}'),
+        ("/v1/verifications", b'{"message_id": "\\ud800x", "verify_code": "1"}'),
+        ("/v1/messages", b'{"to": "+6598765432", "template": {"id": "\xed\xa0\x80"}}'),  # raw bytes
+    ],
+)
+def test_a_lone_surrogate_in_any_json_body_is_3001_not_a_crash(path: str, raw: bytes) -> None:
+    """JSON can spell half of a UTF-16 pair alone; no step after parsing may meet it."""
+    emulator = Emulator()
+    message = assert_error(call(emulator, path, raw=raw), ErrorCode.INVALID_FORMAT, LONE)
+    assert "\\ud" in message.lower()
+    assert len(emulator.journal) == 0
+
+
+def test_a_whole_surrogate_pair_and_escaped_accents_are_text_as_ever() -> None:
+    emulator = Emulator()
+    raw = json.dumps(send_payload("/v1/messages", params={"name": "Jos\u00e9 \U0001f600"})).encode()
+    assert b"\\ud83d\\ude00" in raw  # json.dumps escapes it as a pair
+    answer = call(emulator, "/v1/messages", raw=raw)
+    assert answer.status == 200, answer.body

@@ -15,7 +15,6 @@ against a model over random sequences of sends, verifications and clock moves.
 from __future__ import annotations
 
 import base64
-import functools
 import json
 from typing import Any
 
@@ -153,9 +152,12 @@ def check(answer: object, method: str, path: str) -> None:
 
 # --------------------------------------------------------------------------- strategies
 
-#: Strings with the odd lone surrogate, which JSON's "\ud800" escape parses to
-#: (Hypothesis's own text() never makes one).
-text = functools.partial(st.text, st.characters() | st.integers(0xD800, 0xDFFF).map(chr))
+#: Strings, half of them with the odd lone surrogate, which JSON's "\ud800" escape parses to
+#: (Hypothesis's own text() never makes one; the emulator answers such a body 3001 up front,
+#: so the other half must be plain for the payloads to reach the deeper checks).
+def text(**bounds: int) -> st.SearchStrategy[str]:
+    surrogates = st.integers(0xD800, 0xDFFF).map(chr)
+    return st.text(st.characters(), **bounds) | st.text(st.characters() | surrogates, **bounds)
 long_ids = st.sampled_from(["t" * 128, "t" * 129, "t" * 300])
 
 json_values = st.recursive(

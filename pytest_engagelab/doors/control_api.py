@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 
 from pytest_engagelab.doors.controls import EmulatorControls, review_from_json
 from pytest_engagelab.doors.http import HTTPError, Request, dumps
+from pytest_engagelab.emulator.core import lone_surrogate, lone_surrogate_message
 from pytest_engagelab.emulator.journal import SentMessage
 from pytest_engagelab.emulator.model import EmulatorResponse, InjectedError
 from pytest_engagelab.emulator.template_configs import template_from_config
@@ -179,6 +180,9 @@ class ControlAPI:
                 payload = json.loads(body)
             except (ValueError, UnicodeDecodeError, RecursionError):
                 raise HTTPError(400, "the control request body is not valid JSON") from None
+            bad = lone_surrogate(payload)
+            if bad is not None:
+                raise HTTPError(400, lone_surrogate_message(bad))
         if name != "templates" and not isinstance(payload, dict):
             raise HTTPError(400, "the control request body must be a JSON object")
         try:

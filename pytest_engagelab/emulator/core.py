@@ -140,6 +140,26 @@ _PLAIN_CHANNELS: Final = frozenset(
 )
 
 
+
+def lone_surrogate(payload: Any) -> str | None:
+    """The first lone half of a UTF-16 pair in a parsed JSON ``payload``, escaped
+    (``"\\ud800"``), or ``None``.  JSON may spell one alone; Python reads it as a string
+    no UTF-8 encoder takes, and every later step that encodes text (a template's PWA link,
+    redaction, an answer, a callback) would fail on it: the doors refuse it up front."""
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        return error.object[error.start : error.end].encode("unicode_escape").decode("ascii")
+    return None
+
+
+def lone_surrogate_message(bad: str) -> str:
+    return (
+        f"the request body holds a lone UTF-16 surrogate ({bad}), which is no character: "
+        "send text as UTF-8, or a whole \\ud83d\\ude00-style pair"
+    )
+
+
 class Emulator:
     """EngageLab's OTP API in memory: templates, codes, a clock, limits and a journal.
 
@@ -617,6 +637,10 @@ class Emulator:
             raise Reject(ErrorCode.INVALID_FORMAT, "the request body nests too deeply") from None
         if not isinstance(payload, dict):
             raise Reject(ErrorCode.INVALID_FORMAT, "the request body must be a JSON object")
+        if b"\\u" in body or b"\xed" in body:  # an escape, or the UTF-8 form of U+D000-DFFF
+            bad = lone_surrogate(payload)
+            if bad is not None:
+                raise Reject(ErrorCode.INVALID_FORMAT, lone_surrogate_message(bad))
         return payload
 
     # -- sending ---------------------------------------------------------------------
