@@ -57,16 +57,21 @@ def read_until_closed(sock: socket.socket, limit: float = 5.0) -> tuple[bytes, s
     return b"".join(chunks), "closed"
 
 
-def statuses(raw: bytes) -> list[int]:
+def statuses(raw: bytes, heads: list[bool] | None = None) -> list[int]:
     """The status of every answer in ``raw``, in order (a 1xx has no body; every other
-    answer carries Content-Length, but a 204 or 304)."""
+    answer carries Content-Length, but a 204 or 304).  ``heads``, when given, says which
+    final answers are to a HEAD (no body either)."""
+    pending = list(heads or [])
     found = []
     while raw:
         head, _, raw = raw.partition(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split()[1])
         found.append(status)
-        if status >= 200 and status not in (204, 304):
+        if status < 200:
+            continue
+        to_head = pending.pop(0) if heads is not None else False
+        if not to_head and status not in (204, 304):
             fields = dict(line.lower().split(b":", 1) for line in lines[1:])
             raw = raw[int(fields[b"content-length"]) :]
     return found
@@ -97,6 +102,19 @@ def send_body(to: str = PHONE) -> dict[str, Any]:
     return {"to": to, "template": {"id": "login", "params": {}}}
 
 
+def injected_then_health(
+    server: OTPServer, injected: httpx.Response
+) -> tuple[httpx.Response, httpx.Response]:
+    """Inject ``injected``, send once through httpx, then ask for health on the same
+    kept-alive connection: (the send's answer, the health answer)."""
+    server.fail_next(injected)
+    auth_pair = (server.dev_key, server.dev_secret)
+    with httpx.Client(base_url=server.url, auth=auth_pair, timeout=5) as client:
+        first = client.post("/v1/messages", json=send_body())
+        second = client.get("/_emulator/health")
+    return first, second
+
+
 @pytest.mark.parametrize("status", [204, 304])
 def test_an_injected_answer_without_content_keeps_the_connection_usable(status: int) -> None:
     """A 204 or 304 has no content (RFC 9112, 6.3): a client reads no body after its
@@ -104,12 +122,7 @@ def test_an_injected_answer_without_content_keeps_the_connection_usable(status: 
     client read it as the start of its next answer: httpx failed the next request on the
     kept-alive connection with "illegal status line"."""
     with OTPServer() as server:
-        server.fail_next(httpx.Response(status, json={"code": 1}))
-        with httpx.Client(
-            base_url=server.url, auth=(server.dev_key, server.dev_secret), timeout=5
-        ) as client:
-            first = client.post("/v1/messages", json=send_body())
-            second = client.get("/_emulator/health")
+        first, second = injected_then_health(server, httpx.Response(status, json={"code": 1}))
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
             server.fail_next(httpx.Response(status, json={"code": 1}))
             sock.sendall(
@@ -156,7 +169,8 @@ def test_injected_headers_go_out_as_httpx_took_them_and_never_break_the_framing(
     a header that cannot be written well-formed is left out."""
     lines: list[str] = []
     with OTPServer(log=lines.append) as server:
-        server.fail_next(
+        first, second = injected_then_health(
+            server,
             httpx.Response(
                 503,
                 headers=[
@@ -167,13 +181,8 @@ def test_injected_headers_go_out_as_httpx_took_them_and_never_break_the_framing(
                     (b"Retry-After", b"7"),
                 ],
                 json={"code": 1},
-            )
+            ),
         )
-        with httpx.Client(
-            base_url=server.url, auth=(server.dev_key, server.dev_secret), timeout=5
-        ) as client:
-            first = client.post("/v1/messages", json=send_body())
-            second = client.get("/_emulator/health")
     assert (first.status_code, first.json()) == (503, {"code": 1})
     assert first.headers["x-reason"] == "Bad gateway €"
     assert first.headers["retry-after"] == "7"
@@ -189,12 +198,7 @@ def test_an_injected_status_that_is_no_http_status_is_a_500_naming_it(status: in
     and the client failed on an illegal status line.  It now answers 500, code 1000,
     naming the status, and the connection stays usable."""
     with OTPServer() as server:
-        server.fail_next(httpx.Response(status, json={"code": 1}))
-        with httpx.Client(
-            base_url=server.url, auth=(server.dev_key, server.dev_secret), timeout=5
-        ) as client:
-            first = client.post("/v1/messages", json=send_body())
-            second = client.get("/_emulator/health")
+        first, second = injected_then_health(server, httpx.Response(status, json={"code": 1}))
     assert (first.status_code, first.json()["code"]) == (500, 1000)
     assert f"status {status} " in first.json()["message"]
     assert second.status_code == 200
@@ -343,21 +347,6 @@ def _read_into(
         pass
 
 
-def answers(raw: bytes, heads: list[bool]) -> list[int]:
-    """The statuses in ``raw``; ``heads`` says which final answers are to a HEAD (no body)."""
-    heads = list(heads)
-    found = []
-    while raw:
-        head, _, raw = raw.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        status = int(lines[0].split()[1])
-        found.append(status)
-        if status >= 200 and not heads.pop(0):
-            fields = dict(line.lower().split(b":", 1) for line in lines[1:])
-            raw = raw[int(fields[b"content-length"]) :]
-    return found
-
-
 @pytest.mark.parametrize("seed", range(3))
 def test_pipelined_mixes_split_anywhere_are_answered_in_order_then_closed(seed: int) -> None:
     """Random runs of good, malformed, chunked, 100-continue, HEAD, HTTP/1.0 and closing
@@ -400,7 +389,7 @@ def test_pipelined_mixes_split_anywhere_are_answered_in_order_then_closed(seed: 
                     pass
                 reader.join(10)
                 assert not reader.is_alive(), f"{names}: the connection was never closed"
-            assert answers(b"".join(received), heads) == expected, names
+            assert statuses(b"".join(received), heads) == expected, names
     assert not [line for line in lines if "code=1000" in line]
 
 
