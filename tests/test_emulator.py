@@ -1328,6 +1328,7 @@ LONE = "the request body holds a lone UTF-16 surrogate"
         ("/v1/codes", b'{"to": "\\udc00", "code": "424242", "template": {"id": "tpl"}}'),
         ("/v1/verifications", b'{"message_id": "\\ud800x", "verify_code": "1"}'),
         ("/v1/messages", b'{"to": "+6598765432", "template": {"id": "\xed\xa0\x80"}}'),  # raw bytes
+        ("/v1/messages", '{"to": "+6598765432", "template": {"id": "\\ud800"}}'.encode("utf-16")),
     ],
 )
 def test_a_lone_surrogate_in_any_json_body_is_3001_not_a_crash(path: str, raw: bytes) -> None:
@@ -1344,3 +1345,9 @@ def test_a_whole_surrogate_pair_and_escaped_accents_are_text_as_ever() -> None:
     assert b"\\ud83d\\ude00" in raw  # json.dumps escapes it as a pair
     answer = call(emulator, "/v1/messages", raw=raw)
     assert answer.status == 200, answer.body
+
+
+@pytest.mark.parametrize("raw", [b'{"to": }', b'{"to": "+6598765432", }', b'{"a" 1}', b"{"])
+def test_a_body_the_json_scanner_stops_in_is_3001_not_1000(raw: bytes) -> None:
+    """The fast path's scanner raised StopIteration for a member with no value: a 1000."""
+    assert_error(call(Emulator(), "/v1/messages", raw=raw), ErrorCode.INVALID_FORMAT, "JSON")

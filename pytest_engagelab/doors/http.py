@@ -152,7 +152,7 @@ def _header_value(value: str) -> bytes:
     try:
         return value.encode("latin-1")
     except UnicodeEncodeError:
-        return value.encode("utf-8")
+        return value.encode("utf-8", "backslashreplace")  # a lone surrogate: escaped
 
 
 @functools.lru_cache(maxsize=64)
@@ -218,6 +218,7 @@ class HTTPChannel:
         self.interest = _READ
         self.deadline = time.monotonic() + limits.keep_alive_timeout
         self.phase = _IDLE
+        self.request_deadline = 0.0  # set when a request's first byte arrives
         self.started = 0.0  # perf_counter() at the request's first byte, for the log
         self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
         self.head = bytearray()  # the bytes of a head still arriving (to tell 414 from 431)
@@ -300,7 +301,7 @@ class HTTPChannel:
     def _begin(self) -> None:
         """The first byte of a request: from now it must be whole within read_timeout."""
         self.phase = _READING
-        self.deadline = time.monotonic() + self.limits.read_timeout
+        self.deadline = self.request_deadline = time.monotonic() + self.limits.read_timeout
         self.started = time.perf_counter()
 
     def _advance(self) -> None:
@@ -529,8 +530,8 @@ class HTTPChannel:
             return False
         if self.phase == _IDLE:
             self.deadline = time.monotonic() + self.limits.keep_alive_timeout
-        else:
-            self.deadline = time.monotonic() + self.limits.read_timeout
+        else:  # the next request, begun while this answer waited: its own deadline holds
+            self.deadline = self.request_deadline
         return True
 
 

@@ -283,11 +283,11 @@ class Listener:
             client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
             try:
                 channel = self._open_channel(conn, client)
-            except OSError:  # the client is already gone
+                selector.register(conn, channel.interest, channel)
+            except BaseException:  # the client is already gone, or a defect: drop this one
                 conn.close()
                 continue
             channels[conn] = channel
-            selector.register(conn, channel.interest, channel)
             first = min(first, channel.deadline)
 
     @staticmethod

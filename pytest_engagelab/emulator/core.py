@@ -39,6 +39,7 @@ import copy
 import hmac
 import json
 import random
+import re
 import string
 import threading
 from collections import OrderedDict
@@ -130,10 +131,12 @@ _ALPHABETS: Final = {
 _PHONE_FULLMATCH: Final = recipients.PHONE.fullmatch
 _new: Final = object.__new__
 _DEFAULT_AUTHORIZATION: Final = basic_authorization(DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET)
-#: The scanner of json.loads' default decoder: the object, and where it ends.
-_SCAN_JSON: Final[Callable[[str, int], tuple[Any, int]]] = (
-    json.JSONDecoder().scan_once  # type: ignore[attr-defined]
-)
+#: json.loads' scan without its two whitespace passes: the object, and where it ends.
+#: (``raw_decode``, not the bare ``scan_once``: that raises StopIteration on ``{"to": }``.)
+_SCAN_JSON: Final = json.JSONDecoder().raw_decode
+#: Where a UTF-8 body can hold half of a UTF-16 pair: a ``\uD800``-``\uDFFF`` escape,
+#: or the UTF-8 bytes of one (ED A0-BF); Hangul (ED 80-9F) and other escapes are not.
+_MAYBE_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 #: Channel names JSON writes as they are (no character to escape).
 _PLAIN_CHANNELS: Final = frozenset(
     channel for channel in CHANNELS if channel.isascii() and channel.isalnum()
@@ -626,18 +629,20 @@ class Emulator:
                 # json.loads(text) is this scan plus two whitespace regex passes; a body
                 # the scan does not end exactly (whitespace or anything after the object)
                 # goes through json.loads, which accepts or refuses it as ever.
-                payload, end = _SCAN_JSON(text, 0)
+                payload, end = _SCAN_JSON(text)
                 if end != len(text):
                     payload = json.loads(text)
-            else:
+                suspect = _MAYBE_SURROGATE.search(body) is not None
+            else:  # leading whitespace, or UTF-16 or UTF-32, which json.loads detects
                 payload = json.loads(body)
+                suspect = True
         except (ValueError, UnicodeDecodeError):
             raise Reject(ErrorCode.INVALID_FORMAT, "the request body is not valid JSON") from None
         except RecursionError:
             raise Reject(ErrorCode.INVALID_FORMAT, "the request body nests too deeply") from None
         if not isinstance(payload, dict):
             raise Reject(ErrorCode.INVALID_FORMAT, "the request body must be a JSON object")
-        if b"\\u" in body or b"\xed" in body:  # an escape, or the UTF-8 form of U+D000-DFFF
+        if suspect:
             bad = lone_surrogate(payload)
             if bad is not None:
                 raise Reject(ErrorCode.INVALID_FORMAT, lone_surrogate_message(bad))
