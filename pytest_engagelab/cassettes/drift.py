@@ -37,6 +37,7 @@ from typing import Any, Final
 
 import pytest
 
+from pytest_engagelab.cassettes.reports import text_of
 from pytest_engagelab.emulator.auth import basic_authorization
 from pytest_engagelab.emulator.core import Emulator
 from pytest_engagelab.emulator.model import EmulatorResponse, Fault
@@ -179,14 +180,6 @@ def _base_path(data: dict[str, Any]) -> str:
     return ""
 
 
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
 def _json(text: str) -> tuple[bool, Any]:
     try:
         return True, json.loads(text)
@@ -220,8 +213,8 @@ class _Replay:
             headers["authorization"] = self.authorization
         status_info = response.get("status") or {}
         status = status_info.get("code") if isinstance(status_info, dict) else None
-        recorded_text = _text((response.get("body") or {}).get("string"))
-        body = _text(request.get("body")).encode("utf-8")
+        recorded_text = text_of((response.get("body") or {}).get("string"))
+        body = text_of(request.get("body")).encode("utf-8")
         is_json, recorded = _json(recorded_text)
         recorded = recorded if is_json else None
         body = self._prepare(method, path, headers, body, status, recorded)

@@ -211,7 +211,8 @@ def _add(into: dict[str, str], name: str, kind: str) -> None:
         into[name] = "|".join(sorted({*known.split("|"), kind}))
 
 
-def _text(value: Any) -> str:
+def text_of(value: Any) -> str:
+    """A recorded body or header as text: ``""`` for none, bytes decoded as UTF-8."""
     if value is None:
         return ""
     if isinstance(value, bytes):
@@ -223,7 +224,7 @@ def _answer(response: Mapping[str, Any]) -> _Answer:
     status_info = response.get("status")
     status = status_info.get("code") if isinstance(status_info, dict) else None
     body = response.get("body")
-    text = _text(body.get("string") if isinstance(body, dict) else None)
+    text = text_of(body.get("string") if isinstance(body, dict) else None)
     fields: dict[str, str] = {}
     channels: set[str] = set()
     code = None
