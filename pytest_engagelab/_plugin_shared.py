@@ -368,38 +368,41 @@ _FIRST: Final = (
 PER_TEST_RESET: Final = "_engagelab_session_server_per_test"
 
 
-def collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Give the tests of the kit their fixtures (:func:`plan`).  Recording: two tests on
-    one cassette would overwrite each other; refuse at once.
+def collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> bool:
+    """Give the tests of the kit their fixtures (:func:`plan`); whether one got a private
+    fixture (the plugin then registers them).  Recording: two tests on one cassette would
+    overwrite each other; refuse at once.
 
     Under xdist a worker cannot stop the run with a usage error (the controller
     shows an INTERNALERROR), so there each such test fails at setup with the message.
     """
-    plan(items)
+    private = plan(items)
     cassettes = config.stash.get(CASSETTES_KEY, None)  # read at configure when recording
     if cassettes is None or not cassettes.records:
-        return
+        return private
     from pytest_engagelab.cassettes.files import shared_cassettes
 
     problems = shared_cassettes(
         cassettes.directory, config.rootpath, items, secrets=cassettes.secrets
     )
     if not problems:
-        return
+        return private
     if hasattr(config, "workerinput"):
         config.stash[SHARED_KEY] = problems
-        return
+        return private
     raise pytest.UsageError(next(iter(problems.values())))
 
 
-def plan(items: list[pytest.Item]) -> None:
-    """Give each test the fixtures its markers and ``otp_server_session`` need.
+def plan(items: list[pytest.Item]) -> bool:
+    """Give each test the fixtures its markers and ``otp_server_session`` need; whether
+    any test got one of the private ones (:mod:`pytest_engagelab._plugin_fixtures`).
 
     Cheap for a test without them: an attribute read and two membership tests
     (markers of a module or class are looked up once per module or class).
     """
     parent: object = None
     inherited: frozenset[str] = frozenset()
+    private = False
     for item in items:
         if item.parent is not parent:
             parent = item.parent
@@ -417,9 +420,12 @@ def plan(items: list[pytest.Item]) -> None:
             first = [name for name, marker in _FIRST if marker in marks]
             if names[: len(first)] != first:
                 names[:] = [*first, *(name for name in names if name not in first)]
+            private = private or first != ["engagelab_cassette"]
         if "otp_server_session" in names and PER_TEST_RESET not in names:
             # Right after the session server: reset before the test's own fixtures use it.
             names.insert(names.index("otp_server_session") + 1, PER_TEST_RESET)
+            private = True
+    return private
 
 
 def _markers_above(item: pytest.Item) -> frozenset[str]:

@@ -6,8 +6,9 @@ rewriter.  So each hook here calls :mod:`pytest_engagelab._plugin_shared` (optio
 settings, the guard's set-up, collection, the session's header and summary), and each
 fixture keeps its name, scope and docstring (what ``pytest --fixtures`` shows) while its
 work is in :mod:`pytest_engagelab._plugin_impl`, imported by the first fixture of the kit
-a run uses.  The emulator, its doors, httpx, respx and vcrpy are imported by the fixtures
-that use them.
+a run uses.  The three private fixtures that collection gives to marked tests are in
+:mod:`pytest_engagelab._plugin_fixtures`, registered only when a test needs one.  The
+emulator, its doors, httpx, respx and vcrpy are imported by the fixtures that use them.
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.hookimpl(trylast=True)  # after the hooks that add markers or deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Give the tests of the kit their fixtures; refuse two recordings into one cassette."""
-    _shared.collection_modifyitems(config, items)
+    if _shared.collection_modifyitems(config, items):  # a test needs a private fixture
+        from pytest_engagelab import _plugin_fixtures
+
+        if not config.pluginmanager.has_plugin(_plugin_fixtures.NAME):
+            config.pluginmanager.register(_plugin_fixtures, _plugin_fixtures.NAME)
 
 
 def pytest_collection(session: pytest.Session) -> bool | None:
@@ -185,16 +190,6 @@ def otp_server_session(request: pytest.FixtureRequest) -> Iterator[OTPServer]:
 
 
 @pytest.fixture
-def _engagelab_session_server_per_test(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Give ``otp_server_session`` a fresh emulator before each test that uses it; check its
-    injections after.  Given at collection to the tests that name it; a test that reaches it
-    through ``request.getfixturevalue`` is served by a hook the session server registers."""
-    from pytest_engagelab import _plugin_impl
-
-    yield from _plugin_impl.session_server_per_test(request)
-
-
-@pytest.fixture
 def otp_smpp_server(
     request: pytest.FixtureRequest, engagelab_settings: EngageLabSettings
 ) -> Iterator[OTPSMPPServer]:
@@ -232,23 +227,3 @@ def engagelab_cassette(request: pytest.FixtureRequest) -> Iterator[ActiveCassett
     from pytest_engagelab import _plugin_impl
 
     yield from _plugin_impl.engagelab_cassette(request, marker)
-
-
-@pytest.fixture
-def _engagelab_marker_check(request: pytest.FixtureRequest) -> None:
-    """Check ``@pytest.mark.engagelab`` on a test that carries it, fixture of ours or not.
-
-    Given at collection to the marked tests only, not run as a hook for every test.
-    """
-    from pytest_engagelab import _plugin_impl
-
-    _plugin_impl.check_marker(request)
-
-
-@pytest.fixture
-def _engagelab_live(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Let a test marked ``engagelab_live`` through the guard (given to those tests at
-    collection)."""
-    from pytest_engagelab import _plugin_impl
-
-    yield from _plugin_impl.live(request)

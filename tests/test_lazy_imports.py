@@ -108,26 +108,56 @@ def test_the_plugin_module_holds_only_hooks_and_fixtures() -> None:
         elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
             other.append(ast.unparse(node)[:60])  # an assignment, a class: belongs elsewhere
     assert {"pytest_addoption", "pytest_configure", "pytest_collection_modifyitems"} <= set(hooks)
-    assert {"otp_mock", "otp_server", "engagelab_cassette", "_engagelab_live"} <= set(fixtures)
+    assert {"otp_mock", "otp_server", "engagelab_cassette", "engagelab_settings"} <= set(fixtures)
     assert sorted(other) == ["Any", "TYPE_CHECKING", "_shared", "annotations", "pytest"]
 
 
-def test_the_plugins_fixtures_are_what_pytest_finds(pytester: pytest.Pytester) -> None:
-    """Every fixture of the module is one pytest registers (``--fixtures -v``)."""
-    result = pytester.runpytest("--fixtures", "-v", "-p", "no:cacheprovider")
-    listed = {
-        line.split(" ", 1)[0]
-        for line in result.outlines
-        if "pytest_engagelab" in line and "plugin.py" in line
-    }
-    source = Path(pytest_engagelab.__file__).with_name("plugin.py").read_text(encoding="utf-8")
-    defined = {
+def _fixtures_defined_in(module: str) -> set[str]:
+    path = Path(pytest_engagelab.__file__).with_name(f"{module}.py")
+    return {
         node.name
-        for node in ast.parse(source).body
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
         if isinstance(node, ast.FunctionDef)
         and any(ast.unparse(d).startswith("pytest.fixture") for d in node.decorator_list)
     }
-    assert listed == defined
+
+
+def _fixtures_listed(pytester: pytest.Pytester) -> dict[str, set[str]]:
+    """What ``pytest --fixtures -v`` lists from each module of ours."""
+    result = pytester.runpytest("--fixtures", "-v", "-p", "no:cacheprovider")
+    listed: dict[str, set[str]] = {}
+    for line in result.outlines:
+        if " -- " in line and "pytest_engagelab" in line:
+            name, _, where = line.partition(" -- ")
+            listed.setdefault(Path(where.split(":")[0]).stem, set()).add(name.split(" ")[0])
+    return listed
+
+
+def test_the_plugins_fixtures_are_what_pytest_finds(pytester: pytest.Pytester) -> None:
+    """Every fixture of the module is one pytest registers (``--fixtures -v``); the private
+    ones are not registered when no test needs them."""
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    assert _fixtures_listed(pytester) == {"plugin": _fixtures_defined_in("plugin")}
+
+
+def test_the_private_fixtures_are_registered_when_a_marked_test_needs_them(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.engagelab(seed=1)
+        def test_marked(request):
+            assert request.fixturenames[0] == "_engagelab_marker_check"
+            assert request.config.pluginmanager.has_plugin("engagelab-private-fixtures")
+        """
+    )
+    assert _fixtures_listed(pytester) == {
+        "plugin": _fixtures_defined_in("plugin"),
+        "_plugin_fixtures": _fixtures_defined_in("_plugin_fixtures"),
+    }
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 RESOLVE = """
