@@ -15,9 +15,10 @@ calls that are pytest's, not the plugin's: both sides pay them).  Loading the pl
 its hooks, options and settings only; httpx, respx, the emulator and its doors
 are imported by the first fixture that needs them.
 
-Instructions (where valgrind is installed; ``ENGAGELAB_BENCH_VALGRIND=0`` skips them):
-one more run of each side under ``valgrind --tool=cachegrind --cache-sim=no``, both at
-once (the count does not depend on the machine's load; about 30 s of CPU each).  On a
+Instructions, in the first row (where valgrind is installed; ``ENGAGELAB_BENCH_VALGRIND=0``
+skips them): one more run of each side under ``valgrind --tool=cachegrind
+--cache-sim=no``, both at once (the count does not depend on the machine's load; about
+30 s of CPU each).  On a
 shared machine the paired times cannot resolve 5 ms, the instruction count can: the
 verdict then judges the added instructions, converted to milliseconds at this machine's
 rate in this run (the instructions of the run without the plugin over the CPU time of
@@ -153,7 +154,7 @@ def measure(
             ["-p", _EMPTY_PLUGIN],
             # both sides: the empty module must import where the call counter runs too
             {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONPATH": str(root)},
-            instructions,
+            False,  # a row for context: its calls say enough, and bench.run has 5 minutes
         )
     return [
         _row(among, "all installed plugins", reps, "`-p no:engagelab`", judged=True),
