@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import bench_memory, bench_replay, bench_requests, bench_startup, bench_suite
-from bench._common import Row, machine, median, table
+from bench._common import INSTRUCTIONS_ENV, Row, machine, median, table
 
 SERVER_CLIENTS = 32
 
@@ -87,7 +88,10 @@ def _benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
         return {
             "1": lambda: bench_requests.measure(sends=200, reps=3),
             "2": lambda: bench_suite.measure(tests=50, reps=1),
-            "3": lambda: bench_startup.measure(reps=3),
+            # valgrind's instruction counts take a minute: only when asked for (=1)
+            "3": lambda: bench_startup.measure(
+                reps=3, instructions=os.environ.get(INSTRUCTIONS_ENV) == "1"
+            ),
             "4": lambda: bench_replay.measure(interactions=50, reps=1),
             "5": lambda: bench_memory.measure(sends=1_000),
             "6": lambda: _server(quick=True),
@@ -96,7 +100,9 @@ def _benchmarks(quick: bool) -> dict[str, Callable[[], list[Row]]]:
     return {
         "1": bench_requests.measure,
         "2": bench_suite.measure,
-        "3": lambda: bench_startup.measure(reps=11),
+        # 11 time pairs, or 5 beside valgrind's instruction counts (about 60 s more): the
+        # whole run stays within 5 minutes
+        "3": lambda: bench_startup.measure(reps=11, reps_with_valgrind=5),
         "4": bench_replay.measure,
         "5": bench_memory.measure,
         "6": lambda: _server(quick=False),

@@ -7,6 +7,7 @@ import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -38,14 +39,14 @@ def test_loading_the_plugin_imports_none_of_the_heavy_modules() -> None:
     assert done.stdout.strip() == "[]"
 
 
-#: What a pytest run that uses nothing of the kit imports of it: the hooks, the guard (installed
-#: at start-up, so that collection is guarded too) and the defaults (ini options' help).
+#: What a pytest run that uses nothing of the kit imports of it: the hooks, what they
+#: share (options, settings, collection), and the guard (installed at start-up, so that
+#: collection is guarded too).  Not the emulator, not even its defaults.
 AT_START_UP = [
     "pytest_engagelab",
+    "pytest_engagelab._plugin_shared",
     "pytest_engagelab.doors",
     "pytest_engagelab.doors.guard",
-    "pytest_engagelab.emulator",
-    "pytest_engagelab.emulator.defaults",
     "pytest_engagelab.plugin",
 ]
 
@@ -68,7 +69,7 @@ def _modules_of_ours(pytester: pytest.Pytester, *args: str) -> list[str]:
     return ast.literal_eval(listed)  # type: ignore[no-any-return]
 
 
-def test_a_run_that_uses_nothing_of_the_kit_imports_only_the_hooks_guard_and_defaults(
+def test_a_run_that_uses_nothing_of_the_kit_imports_only_the_hooks_and_the_guard(
     pytester: pytest.Pytester,
 ) -> None:
     for name in ("ENGAGELAB_DEV_KEY", "ENGAGELAB_DEV_SECRET", "ENGAGELAB_BASE_URL"):
@@ -85,20 +86,78 @@ def test_an_engagelab_ini_option_is_read_and_checked_at_start_up(
     assert "pytest_engagelab.emulator.settings" in _modules_of_ours(pytester)
 
 
-def test_dir_of_the_plugin_lists_its_hooks_and_fixtures_and_every_name_stays() -> None:
-    """pytest scans ``dir()`` of a plugin module for hooks and fixtures at every start-up;
-    the plugin's lists just those, and must not miss one."""
-    from _pytest.fixtures import getfixturemarker
+def test_the_plugin_module_holds_only_hooks_and_fixtures() -> None:
+    """pytest looks at every name of a plugin module for hooks and fixtures at each
+    start-up: the plugin defines its hooks and fixtures and nothing else (the work is in
+    ``_plugin_shared`` and ``_plugin_impl``), and imports only what they need."""
+    source = Path(pytest_engagelab.__file__).with_name("plugin.py").read_text(encoding="utf-8")
+    hooks, fixtures, other = [], [], []
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.FunctionDef):
+            marks = [ast.unparse(d) for d in node.decorator_list]
+            if any(mark.startswith("pytest.fixture") for mark in marks):
+                fixtures.append(node.name)
+            elif node.name.startswith("pytest_"):
+                hooks.append(node.name)
+            else:
+                other.append(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            other.extend(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            continue  # not run
+        elif not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
+            other.append(ast.unparse(node)[:60])  # an assignment, a class: belongs elsewhere
+    assert {"pytest_addoption", "pytest_configure", "pytest_collection_modifyitems"} <= set(hooks)
+    assert {"otp_mock", "otp_server", "engagelab_cassette", "engagelab_settings"} <= set(fixtures)
+    assert sorted(other) == ["Any", "TYPE_CHECKING", "_shared", "annotations", "pytest"]
 
-    from pytest_engagelab import plugin
 
-    names = vars(plugin)
-    hooks = {name for name, value in names.items() if name.startswith("pytest_")}
-    fixtures = {name for name, value in names.items() if getfixturemarker(value) is not None}
-    assert {"pytest_addoption", "pytest_configure", "pytest_collection_modifyitems"} <= hooks
-    assert {"otp_mock", "otp_server", "engagelab_cassette", "_engagelab_live"} <= fixtures
-    assert sorted(dir(plugin)) == sorted(hooks | fixtures)
-    assert plugin._settings is names["_settings"]  # the helpers are still attributes
+def _fixtures_defined_in(module: str) -> set[str]:
+    path = Path(pytest_engagelab.__file__).with_name(f"{module}.py")
+    return {
+        node.name
+        for node in ast.parse(path.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.FunctionDef)
+        and any(ast.unparse(d).startswith("pytest.fixture") for d in node.decorator_list)
+    }
+
+
+def _fixtures_listed(pytester: pytest.Pytester) -> dict[str, set[str]]:
+    """What ``pytest --fixtures -v`` lists from each module of ours."""
+    result = pytester.runpytest("--fixtures", "-v", "-p", "no:cacheprovider")
+    listed: dict[str, set[str]] = {}
+    for line in result.outlines:
+        if " -- " in line and "pytest_engagelab" in line:
+            name, _, where = line.partition(" -- ")
+            listed.setdefault(Path(where.split(":")[0]).stem, set()).add(name.split(" ")[0])
+    return listed
+
+
+def test_the_plugins_fixtures_are_what_pytest_finds(pytester: pytest.Pytester) -> None:
+    """Every fixture of the module is one pytest registers (``--fixtures -v``); the private
+    ones are not registered when no test needs them."""
+    pytester.makepyfile("def test_plain():\n    pass\n")
+    assert _fixtures_listed(pytester) == {"plugin": _fixtures_defined_in("plugin")}
+
+
+def test_the_private_fixtures_are_registered_when_a_marked_test_needs_them(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.engagelab(seed=1)
+        def test_marked(request):
+            assert request.fixturenames[0] == "_engagelab_marker_check"
+            assert request.config.pluginmanager.has_plugin("engagelab-private-fixtures")
+        """
+    )
+    assert _fixtures_listed(pytester) == {
+        "plugin": _fixtures_defined_in("plugin"),
+        "_plugin_fixtures": _fixtures_defined_in("_plugin_fixtures"),
+    }
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
 RESOLVE = """

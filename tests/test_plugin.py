@@ -109,6 +109,21 @@ def test_fixtures_lists_each_fixture_with_its_docstring(
     assert result.ret == 0
 
 
+def test_the_plugins_copies_of_the_emulators_defaults_are_equal_to_them() -> None:
+    """The plugin and the guard write out what they need of the emulator's defaults, so
+    that start-up does not import it (bench row 3); they must not drift."""
+    from urllib.parse import urlsplit
+
+    from pytest_engagelab import _plugin_shared
+    from pytest_engagelab.doors.guard import ENGAGELAB_HOSTS
+    from pytest_engagelab.emulator import defaults
+
+    written_out = (_plugin_shared.DEFAULT_BASE_URL, _plugin_shared.INI_OPTIONS, ENGAGELAB_HOSTS)
+    options = tuple((option.name, option.kind, option.help) for option in defaults.INI_OPTIONS)
+    hosts = (urlsplit(defaults.DEFAULT_BASE_URL).hostname, defaults.DEFAULT_SMPP_HOST)
+    assert written_out == (defaults.DEFAULT_BASE_URL, options, hosts)
+
+
 def test_help_shows_the_option_group_and_every_ini_option(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     result.stdout.fnmatch_lines(
@@ -235,6 +250,7 @@ def test_a_bad_marker_fails_setup_with_one_clear_line(
     result.stdout.fnmatch_lines(["*ERROR at setup of test_configured*", error], consecutive=True)
     result.stdout.no_fnmatch_line("*_settings.py*")
     result.stdout.no_fnmatch_line("*plugin.py*")
+    result.stdout.no_fnmatch_line("*_plugin_*.py*")
     result.assert_outcomes(errors=1)
 
 
@@ -501,6 +517,7 @@ def test_an_injected_failure_that_never_fired_fails_the_test_at_teardown(
         ["ERROR test_unfired.py::test_forgot_to_send - Failed: otp_mock: 2 injected*"]
     )
     result.stdout.no_fnmatch_line("*plugin.py*")
+    result.stdout.no_fnmatch_line("*_plugin_*.py*")
     result.assert_outcomes(passed=3, errors=1)
 
 

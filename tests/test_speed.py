@@ -192,11 +192,11 @@ def test_the_fast_path_keeps_the_answer_exactly() -> None:
 
 
 def test_the_plugin_knows_the_record_modes_and_variables_without_importing_the_cassettes() -> None:
-    from pytest_engagelab import plugin
+    from pytest_engagelab import _plugin_shared
     from pytest_engagelab.cassettes import credentials, settings
 
-    assert plugin._RECORD_MODES == settings.RECORD_MODES
-    assert plugin._CASSETTE_ENVIRON == (
+    assert _plugin_shared.RECORD_MODES == settings.RECORD_MODES
+    assert _plugin_shared.CASSETTE_ENVIRON == (
         credentials.DEV_KEY_ENV,
         credentials.DEV_SECRET_ENV,
         credentials.BASE_URL_ENV,

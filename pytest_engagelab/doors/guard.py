@@ -40,8 +40,6 @@ from types import FrameType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from pytest_engagelab.emulator.defaults import DEFAULT_BASE_URL, DEFAULT_SMPP_HOST
-
 __all__ = [
     "ENGAGELAB_HOSTS",
     "Counts",
@@ -58,8 +56,11 @@ __all__ = [
     "uninstall",
 ]
 
-#: EngageLab's OTP API host and its SMPP host: always guarded.
-ENGAGELAB_HOSTS: Final = (str(urlsplit(DEFAULT_BASE_URL).hostname), DEFAULT_SMPP_HOST)
+#: EngageLab's OTP API host and its SMPP host: always guarded.  The hosts of
+#: ``pytest_engagelab.emulator.defaults.DEFAULT_BASE_URL`` and ``DEFAULT_SMPP_HOST``,
+#: written out so that start-up does not import the emulator (tests/test_plugin.py keeps
+#: them equal).
+ENGAGELAB_HOSTS: Final = ("otp.api.engagelab.cc", "otpsmpp.api.engagelab.cc")
 
 
 class EngageLabGuardError(ConnectionError):
