@@ -314,8 +314,8 @@ import json, select, socket, threading
 import h11
 
 BODY = json.dumps(STATIC, separators=(",", ":")).encode()
-ANSWER = (b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\ncontent-length: %d\\r\\n\\r\\n%s"
-          % (len(BODY), BODY))
+ANSWER = (b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\n"
+          b"content-length: %d\\r\\n\\r\\n%s" % (len(BODY), BODY))
 listener = socket.socket()
 listener.bind(("127.0.0.1", 0))
 listener.listen(128)
@@ -397,7 +397,9 @@ def child_server(
     command = [sys.executable, "-c", code]
     if callgrind is not None:
         env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every run
-        command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={callgrind}", *command]
+        command = [
+            "valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={callgrind}", *command
+        ]
     process = subprocess.Popen(
         command,
         stdin=subprocess.PIPE,
