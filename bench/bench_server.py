@@ -24,8 +24,19 @@ Three measurements, each printed as a markdown table:
    JSON body from a bare ASGI app: the floor of a fast Python HTTP server.  Clients
    and servers share the machine's 2 cores, so the clients' work is not counted.
 
+Beside ``otp_server`` and uvicorn, the child-process tables run the door alone (the
+listener and the HTTP channel answering a constant, no emulator) and a minimal h11 server
+answering a constant (one thread on epoll, a fresh ``h11.Connection`` per request, prebuilt
+answer bytes): the least any server that parses with h11 costs.
+
+4. ``--only instructions`` (needs valgrind; about 10 minutes): the instructions each
+   server's process executes per request with one keep-alive client, under
+   ``valgrind --tool=callgrind``: two runs serving 100 and 500 requests after the same
+   warm-up, the difference divided by 400 (``--ir-requests``).  Deterministic to within
+   about 0.3% between runs, where CPU times on a shared machine move by a third.
+
 Options: ``--seconds``, ``--rounds``, ``--clients 1,8,32``, ``--requests``,
-``--starts``, ``--only start,throughput,cpu``.
+``--starts``, ``--baseline PATH``, ``--only start,throughput,baseline,children,cpu,instructions``.
 """
 
 from __future__ import annotations

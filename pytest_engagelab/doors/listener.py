@@ -18,6 +18,11 @@ stays queued and the listener readable, so retrying at once would spin at 100% C
 waits instead, 5 ms and doubling up to 0.5 s, and serves the connection once a
 descriptor is free.  :meth:`Listener.stop` closes the listening socket and every open
 connection and joins every thread: nothing it opened outlives the call.
+
+Why this module is long: the two ways of serving share binding, accepting, the back-off
+and stopping, and the channel loop carries its own small poller layer (``select.epoll``
+itself where there is one, the same calls on ``selectors`` elsewhere), because the
+``selectors`` wrapper cost a lookup and a translation per event on every request.
 """
 
 from __future__ import annotations
