@@ -24,8 +24,19 @@ Three measurements, each printed as a markdown table:
    JSON body from a bare ASGI app: the floor of a fast Python HTTP server.  Clients
    and servers share the machine's 2 cores, so the clients' work is not counted.
 
+Beside ``otp_server`` and uvicorn, the child-process tables run the door alone (the
+listener and the HTTP channel answering a constant, no emulator) and a minimal h11 server
+answering a constant (one thread on epoll, a fresh ``h11.Connection`` per request, prebuilt
+answer bytes): the least any server that parses with h11 costs.
+
+4. ``--only instructions`` (needs valgrind; about 10 minutes): the instructions each
+   server's process executes per request with one keep-alive client, under
+   ``valgrind --tool=callgrind``: two runs serving 100 and 500 requests after the same
+   warm-up, the difference divided by 400 (``--ir-requests``).  Deterministic to within
+   about 0.3% between runs, where CPU times on a shared machine move by a third.
+
 Options: ``--seconds``, ``--rounds``, ``--clients 1,8,32``, ``--requests``,
-``--starts``, ``--only start,throughput,cpu``.
+``--starts``, ``--baseline PATH``, ``--only start,throughput,baseline,children,cpu,instructions``.
 """
 
 from __future__ import annotations
@@ -36,9 +47,11 @@ import http.client
 import json
 import logging
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -276,9 +289,97 @@ threading.Thread(target=lambda: (_wait_stdin(), setattr(server, "should_exit", T
 server.run(sockets=[sock])
 """.replace("STATIC", repr(_STATIC))
 
+#: The door alone: otp_server's listener and HTTP channel (h11, deadlines, limits, the
+#: answer's bytes) with a handler answering a constant instead of the emulator.
+_DOOR_CHILD = (
+    _CHECK_PACKAGE
+    + """
+import json
+from pytest_engagelab.doors.http import HTTPChannel, Limits
+from pytest_engagelab.doors.listener import Listener
+from pytest_engagelab.emulator.model import EmulatorResponse
+
+ANSWER = EmulatorResponse(
+    200, json.dumps(STATIC, separators=(",", ":")).encode(),
+    (("content-type", "application/json"),),
+)
+LIMITS = Limits(1024 * 1024, 2.0, 60.0)
+
+def channel(conn, client):
+    return HTTPChannel(conn, client, LIMITS, lambda request: ANSWER, lambda *line: None)
+
+listener = Listener("127.0.0.1", 0, None, what="bench", thread_name="bench",
+                    open_channel=channel)
+print(listener.start(), flush=True)
+_wait_stdin()
+listener.stop()
+""".replace("STATIC", repr(_STATIC))
+)
+
+#: The least an h11 server can do: one thread on epoll, a fresh h11.Connection per request
+#: (cheaper than start_next_cycle, which needs the answer sent through h11), the whole
+#: request read through h11's events, a constant answer written as prebuilt bytes; no
+#: deadlines, no limits, no logging.  The floor of any server that parses with h11.
+_MIN_H11_CHILD = """
+import json, select, socket, threading
+import h11
+
+BODY = json.dumps(STATIC, separators=(",", ":")).encode()
+ANSWER = (b"HTTP/1.1 200 OK\\r\\ncontent-type: application/json\\r\\n"
+          b"content-length: %d\\r\\n\\r\\n%s" % (len(BODY), BODY))
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(128)
+listener.setblocking(False)
+waker, wake = socket.socketpair()
+poller = select.epoll()
+poller.register(listener.fileno(), select.EPOLLIN)
+poller.register(waker.fileno(), select.EPOLLIN)
+threading.Thread(target=lambda: (_wait_stdin(), wake.send(b"x")), daemon=True).start()
+print(listener.getsockname()[1], flush=True)
+conns = {}
+running = True
+while running:
+    for fd, _ in poller.poll():
+        if fd == waker.fileno():
+            running = False
+        elif fd == listener.fileno():
+            sock, _ = listener.accept()
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            poller.register(sock.fileno(), select.EPOLLIN)
+            conns[sock.fileno()] = [sock, h11.Connection(h11.SERVER)]
+        else:
+            entry = conns[fd]
+            sock, conn = entry
+            data = sock.recv(65536)
+            if not data:
+                poller.unregister(fd)
+                sock.close()
+                del conns[fd]
+                continue
+            conn.receive_data(data)
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    break
+                if type(event) is h11.EndOfMessage:
+                    sock.sendall(ANSWER)
+                    rest, _closed = conn.trailing_data
+                    conn = entry[1] = h11.Connection(h11.SERVER)
+                    if not rest:
+                        break
+                    conn.receive_data(rest)
+""".replace("STATIC", repr(_STATIC))
+
+DOOR = "otp_server door (constant)"
+MIN_H11 = "minimal h11 server (constant)"
+FLOOR = "uvicorn + httptools (static)"
 CHILDREN = {
     "otp_server": _OTP_CHILD,
-    "uvicorn + httptools (static)": _UVICORN_CHILD,
+    DOOR: _DOOR_CHILD,
+    MIN_H11: _MIN_H11_CHILD,
+    FLOOR: _UVICORN_CHILD,
     "uvicorn + h11 (static)": _UVICORN_CHILD.replace('http="httptools"', 'http="h11"'),
 }
 #: ``--baseline PATH``: the same child, importing pytest_engagelab from another checkout.
@@ -294,16 +395,24 @@ def _cpu_seconds(pid: int) -> float:
 
 @contextmanager
 def child_server(
-    name: str, *, profile: bool = False
+    name: str, *, profile: bool = False, callgrind: Path | None = None
 ) -> Iterator[tuple[int, int, Callable[[], int]]]:
     """(pid, port, calls) of a server running alone in a child process; with ``profile``,
-    ``calls()`` is the number of function calls its threads made so far."""
+    ``calls()`` is the number of function calls its threads made so far; with
+    ``callgrind``, the child runs under ``valgrind --tool=callgrind``, which writes the
+    instructions it executed to that file when it exits."""
     env = dict(os.environ)
     env["PYTHONPATH"] = _PATHS.get(name, str(_ROOT))
     env["BENCH_PROFILE"] = "1" if profile else "0"
     code = _PRELUDE + textwrap.dedent(CHILDREN[_OTP_NAME if name == BASELINE else name])
+    command = [sys.executable, "-c", code]
+    if callgrind is not None:
+        env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every run
+        command = [
+            "valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={callgrind}", *command
+        ]
     process = subprocess.Popen(
-        [sys.executable, "-c", code],
+        command,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -328,7 +437,7 @@ def child_server(
         if process.stdin is not None:
             process.stdin.close()
         try:
-            process.wait(10)
+            process.wait(10 if callgrind is None else 300)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
@@ -374,6 +483,55 @@ def cpu_per_request(name: str, clients: int, requests: int, base: int) -> tuple[
     if run.errors:
         raise RuntimeError(f"{name}: {run.errors} answers were not 200")
     return used / run.requests * 1e6, run
+
+
+def _callgrind_total(path: Path) -> int:
+    for line in path.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no instruction total in {path}")
+
+
+def instructions_per_request(name: str, low: int, high: int, base: int) -> float:
+    """Instructions the server's process executes per request, one keep-alive client:
+    the child runs twice under callgrind, serving ``low`` and then ``high`` requests after
+    the same warm-up, and the difference of the two totals is divided by ``high - low``
+    (start-up, imports and shutdown cancel out).  Deterministic to within a fraction of a
+    percent, where CPU time on a shared machine moves by a third."""
+    totals = []
+    headers = _auth("test-dev-key", "test-dev-secret")
+    with tempfile.TemporaryDirectory() as scratch:
+        for count in (low, high):
+            out = Path(scratch) / f"callgrind.{count}"
+            with child_server(name, callgrind=out) as (_pid, port, _calls):
+                load("127.0.0.1", port, headers, 1, 0, base, requests=100)  # warm up
+                run = load("127.0.0.1", port, headers, 1, 0, base + 500_000, requests=count)
+            base += 1_000_000
+            if run.errors:
+                raise RuntimeError(f"{name}: {run.errors} answers were not 200")
+            totals.append(_callgrind_total(out))
+    return (totals[1] - totals[0]) / (high - low)
+
+
+def _instructions(low: int, high: int, out: dict[str, Any]) -> None:
+    if shutil.which("valgrind") is None:
+        print("\nInstructions per request: skipped, valgrind is not installed")
+        return
+    names = _children()
+    counts: dict[str, float] = {}
+    base = 900_000_000
+    for name in names:
+        counts[name] = instructions_per_request(name, low, high, base)
+        base += 10_000_000
+        print(f"  {name}: {counts[name]:,.0f} instructions/request", file=sys.stderr)
+    out["instructions_1"] = counts
+    print(
+        f"\nInstructions per request in the server's process, 1 keep-alive client "
+        f"(valgrind --tool=callgrind; {high} minus {low} requests)\n"
+    )
+    print(f"| server | instructions/request | / {FLOOR} |\n|---|---:|---:|")
+    for name in names:
+        print(f"| {name} | {counts[name]:,.0f} | {counts[name] / counts[FLOOR]:.2f}x |")
 
 
 # -- the tables ---------------------------------------------------------------------------------
@@ -538,7 +696,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=4000, help="per CPU measurement (4000)")
     parser.add_argument("--starts", type=int, default=300, help="start/stop rounds (300)")
     parser.add_argument(
-        "--only", default="start,throughput,baseline,children,cpu", help="which tables"
+        "--only",
+        default="start,throughput,baseline,children,cpu",
+        help="which tables; 'instructions' (valgrind, about 10 minutes) only when named",
+    )
+    parser.add_argument(
+        "--ir-requests",
+        default="100,500",
+        help="instructions: the two request counts whose difference is measured (100,500)",
     )
     parser.add_argument(
         "--baseline",
@@ -588,10 +753,13 @@ def main(argv: list[str] | None = None) -> int:
         _against_baseline(levels, args.rounds, args.seconds, out)
     if "children" in only:
         _children_throughput(levels, args.rounds, args.seconds, out)
+    if "instructions" in only:
+        low, high = (int(n) for n in args.ir_requests.split(","))
+        _instructions(low, high, out)
     if "cpu" in only:
         cpu, counts = _cpu(levels, args.rounds, args.requests)
         names = _children()
-        floor = "uvicorn + httptools (static)"
+        floor = FLOOR
         print(
             f"\nServer CPU per request, {args.requests} requests, median of {args.rounds}; "
             "function calls per request beside it\n"

@@ -705,3 +705,43 @@ def test_a_defect_while_serving_one_connection_closes_it_and_spares_the_others(
     # The time is the clock's, not ours to pin: 0.0 ms on a quiet machine, 0.1 ms in CI.
     crashed = re.compile(r"127\.0\.0\.1:\d+ - - -> 500 code=1000 \(\d+\.\d ms\)")
     assert any(crashed.fullmatch(line) for line in lines), lines
+
+
+def test_where_there_is_no_epoll_the_loop_serves_through_selectors(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The loop waits on ``select.epoll`` where there is one, elsewhere on ``selectors``
+    through the same calls: pipelined keep-alive, output held for a client that reads
+    late, an idle connection closed at its deadline, all on the fallback."""
+    from pytest_engagelab.doors import listener
+
+    made: list[object] = []
+
+    def selector_poller() -> listener._Poller:
+        poller = listener._SelectorPoller()
+        made.append(poller)
+        return poller
+
+    monkeypatch.setattr(listener, "_poller", selector_poller)
+    health = b"GET /_emulator/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    missing = b"GET /v1/" + b"x" * 2000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    count = 3_000  # 2 KB answers, 6 MB in all: more than the sockets' buffers hold
+    with OTPServer(keep_alive_timeout=0.5) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.sendall(health * 3)
+            assert [status for status, _ in read_answers(sock, 3)] == [200, 200, 200]
+            assert sock.recv(1) == b""  # idle past keep_alive_timeout: closed
+        with socket.socket() as late:
+            late.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            late.connect(("127.0.0.1", server.port))
+            late.settimeout(5)
+            sender = threading.Thread(target=late.sendall, args=(missing * count,), daemon=True)
+            sender.start()
+            time.sleep(0.3)
+            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as other:
+                other.sendall(health)
+                assert read_answers(other, 1)[0][0] == 200
+            answers = read_answers(late, count)
+            sender.join(5)
+    assert {status for status, _ in answers} == {404}
+    assert len(made) == 1

@@ -99,7 +99,7 @@ class HTTPError(Exception):
 
 
 Handler = Callable[[Request], EmulatorResponse | Fault]
-#: ``log(client, method, target, answer or None when dropped, perf_counter at start, note)``
+#: ``log(client, method, target, answer or None when dropped, monotonic() at start, note)``
 Log = Callable[[str, str, str, "EmulatorResponse | None", float, str], None]
 
 
@@ -112,16 +112,23 @@ def _status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 
 
-_DATE: list[tuple[int, bytes]] = [(0, b"")]
+#: The second and its ``Date`` value, as the last answer wrote them.
+_DATE: list[int | bytes] = [0, b""]
+_KEEP_ALIVE: Final = b"Server: %s\r\nConnection: keep-alive\r\n\r\n" % _SERVER
+_CLOSE: Final = b"Server: %s\r\nConnection: close\r\n\r\n" % _SERVER
+_time: Final = time.time
+_monotonic: Final = time.monotonic
+# h11's names, looked up once instead of on every event.
+_Connection: Final = h11.Connection
+_SERVER_ROLE: Final = h11.SERVER
+_Data: Final = h11.Data
+_Request: Final = h11.Request
+_EndOfMessage: Final = h11.EndOfMessage
+_NEED_DATA: Final = h11.NEED_DATA
 
 
-def _http_date() -> bytes:
-    now = int(time.time())
-    cached_at, text = _DATE[0]
-    if cached_at != now:
-        text = email.utils.formatdate(now, usegmt=True).encode()
-        _DATE[0] = (now, text)
-    return text
+def _http_date(second: int) -> bytes:
+    return email.utils.formatdate(second, usegmt=True).encode()
 
 
 _H11_REASONS: Final = (
@@ -219,8 +226,8 @@ class HTTPChannel:
         self.deadline = time.monotonic() + limits.keep_alive_timeout
         self.phase = _IDLE
         self.request_deadline = 0.0  # set when a request's first byte arrives
-        self.started = 0.0  # perf_counter() at the request's first byte, for the log
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.started = 0.0  # monotonic() at the request's first byte, for the log
+        self.h11 = _Connection(_SERVER_ROLE, max_incomplete_event_size=MAX_HEAD)
         self.head = bytearray()  # the bytes of a head still arriving (to tell 414 from 431)
         self.request: Request | None = None  # the request whose body is arriving
         self.keep_alive = False  # whether the connection stays open after it
@@ -250,7 +257,10 @@ class HTTPChannel:
                 data = data.lstrip(b"\r\n")  # tolerated between requests (RFC 9112, 2.2)
                 if not data:
                     return
-            self._begin()
+            # The first byte of a request: from now it must be whole within read_timeout.
+            self.phase = _READING
+            self.started = now = _monotonic()
+            self.deadline = self.request_deadline = now + self.limits.read_timeout
         elif phase == _LINGER:
             self.budget -= len(data)
             if not data or self.budget <= 0:
@@ -294,15 +304,15 @@ class HTTPChannel:
             ErrorCode.INTERNAL_ERROR,
             f"pytest-engagelab server error ({type(error).__name__}); please report it",
         )
-        self.log(self.client, "-", "-", answer, time.perf_counter(), "")
+        self.log(self.client, "-", "-", answer, _monotonic(), "")
 
     # -- reading ------------------------------------------------------------------------
 
     def _begin(self) -> None:
         """The first byte of a request: from now it must be whole within read_timeout."""
         self.phase = _READING
-        self.deadline = self.request_deadline = time.monotonic() + self.limits.read_timeout
-        self.started = time.perf_counter()
+        self.started = now = _monotonic()
+        self.deadline = self.request_deadline = now + self.limits.read_timeout
 
     def _advance(self) -> None:
         """Take h11's events until it needs more bytes, answering each whole request."""
@@ -316,9 +326,7 @@ class HTTPChannel:
             except ValueError:  # an h11 older than 0.16 turning a huge number into int
                 self._refuse(HTTPError(400, "malformed request: a number is too long"))
                 return
-            kind = type(event)
-            if kind is h11.Data:
-                assert isinstance(event, h11.Data)
+            if isinstance(event, _Data):
                 self.total += len(event.data)
                 if self.total > self.limits.max_body:
                     self._refuse(
@@ -328,41 +336,47 @@ class HTTPChannel:
                     )
                     return
                 self.chunks.append(bytes(event.data))
-            elif kind is h11.Request:
-                assert isinstance(event, h11.Request)
+            elif isinstance(event, _Request):
                 try:
                     self._head(event)
                 except HTTPError as problem:
                     self._refuse(problem)
                     return
-            elif kind is h11.EndOfMessage:
+            elif isinstance(event, _EndOfMessage):
                 self._complete()
                 h11_conn = self.h11  # the next request's
-            elif event is h11.NEED_DATA:
+            elif event is _NEED_DATA:
                 return
             else:  # ConnectionClosed: the client closed before a request began
                 self.interest = 0
                 return
 
     def _head(self, event: h11.Request) -> None:
-        oversized = self._oversized_head()
-        if oversized is not None:
-            raise oversized
-        self.head.clear()
+        head = self.head
+        # Only a head this long, or with this many lines, can be over the limits.
+        if len(head) > MAX_LINE or head.count(b"\n") > MAX_HEADERS:
+            oversized = self._oversized_head()
+            if oversized is not None:
+                raise oversized
+        head.clear()
         method = event.method.decode("ascii")
         target = event.target.decode("ascii")
         if target[0] != "/" and "://" in target:
             target = _origin_form(target)
-        headers: dict[str, str] = {}
-        for name, value in event.headers.raw_items():  # a list: faster than the Sequence
-            key = name.decode("ascii").lower()
-            text = value.decode("latin-1")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
+        raw = event.headers.raw_items()  # a list: faster than the Sequence
+        headers = {name.decode("ascii").lower(): value.decode("latin-1") for name, value in raw}
+        if len(headers) != len(raw):  # a repeated header: its values joined, in order
+            headers = {}
+            for name, value in raw:
+                key = name.decode("ascii").lower()
+                text = value.decode("latin-1")
+                headers[key] = f"{headers[key]}, {text}" if key in headers else text
         path, _, query = target.partition("?")
         if "%" in path:
             path = unquote(path)
-        keep_alive = (
-            event.http_version == b"1.1" and "close" not in headers.get("connection", "").lower()
+        connection = headers.get("connection")
+        keep_alive = event.http_version == b"1.1" and (
+            connection is None or "close" not in connection.lower()
         )
         length_text = headers.get("content-length")
         limit = self.limits.max_body
@@ -385,7 +399,7 @@ class HTTPChannel:
         self.length_text = length_text
         self.chunks = []
         self.total = 0
-        if self.h11.they_are_waiting_for_100_continue:
+        if "expect" in headers and self.h11.they_are_waiting_for_100_continue:
             self._send(
                 self.h11.send(
                     h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
@@ -443,7 +457,7 @@ class HTTPChannel:
         self.log(self.client, request.method, request.target, outcome, self.started, "")
         # A 1xx (injected) is no final answer: the client would wait for another.
         keep_alive = self.keep_alive and outcome.status >= 200
-        answer = _answer_bytes(request.method, outcome, keep_alive=keep_alive)
+        answer = _answer_bytes(request.method, outcome, keep_alive)
         if not keep_alive:
             self.close_after_output = True
             self.phase = _IDLE
@@ -460,10 +474,10 @@ class HTTPChannel:
         (bench/bench_server.py), so answers are written directly and the next request
         gets a fresh ``h11.Connection``."""
         data, closed = self.h11.trailing_data
-        self.h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self.head.clear()
-        self.request = None
-        data = data.lstrip(b"\r\n")  # empty lines between requests are tolerated
+        self.h11 = _Connection(_SERVER_ROLE, max_incomplete_event_size=MAX_HEAD)
+        self.request = None  # (the head was cleared when it was read)
+        if data:
+            data = data.lstrip(b"\r\n")  # empty lines between requests are tolerated
         if data or closed:  # the next request (or the end) is here already
             self._begin()
             if data:
@@ -473,19 +487,19 @@ class HTTPChannel:
                 self.h11.receive_data(b"")
         else:
             self.phase = _IDLE
-            self.deadline = time.monotonic() + self.limits.keep_alive_timeout
+            self.deadline = _monotonic() + self.limits.keep_alive_timeout
 
     def _refuse(self, problem: HTTPError) -> None:
         """Answer a request that cannot be served, then linger: read (and drop) what the
         client still sends for a moment, so that it reads the answer instead of a
         connection reset; then close."""
         answer = problem.answer()
-        self.log(self.client, "-", "-", answer, self.started or time.perf_counter(), "")
+        self.log(self.client, "-", "-", answer, self.started or _monotonic(), "")
         self.phase = _LINGER
         # As much as a client may write before it reads (at least 64 MiB, as with the
         # default max_body): past it, the close resets the client's write.
         self.budget = 64 * max(self.limits.max_body, _LINGER_FLOOR) + MAX_HEAD
-        self._send(_answer_bytes("-", answer, keep_alive=False))
+        self._send(_answer_bytes("-", answer, False))
         if not self.out:
             self._linger()
 
@@ -535,29 +549,32 @@ class HTTPChannel:
         return True
 
 
-def _answer_bytes(method: str, answer: EmulatorResponse, *, keep_alive: bool) -> bytes:
-    """An answer as it goes on the wire: always with ``Content-Length``; no body to ``HEAD``.
+@functools.lru_cache(maxsize=64)
+def _head_of(status: int, headers: tuple[tuple[str, str], ...]) -> bytes:
+    """The status line and an answer's own headers (the few kinds are cached)."""
+    return _status_line(status) + _header_lines(headers)
+
+
+def _answer_bytes(method: str, answer: EmulatorResponse, keep_alive: bool) -> bytes:
+    """An answer as it goes on the wire, in one piece: always with ``Content-Length``; no
+    body to ``HEAD``.
 
     A 1xx, 204 or 304 (injected) has no content (RFC 9112, 6.3): neither its body nor a
     ``Content-Length`` is sent (RFC 9110, 8.6), or the client would read the body as the
     start of its next answer."""
-    body = answer.body
     status = answer.status
+    now = int(_time())
+    if now != _DATE[0]:
+        _DATE[:] = [now, _http_date(now)]
+    ending = _KEEP_ALIVE if keep_alive else _CLOSE
     if status < 200 or status == 204 or status == 304:
-        return b"%s%sDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n" % (
-            _status_line(status),
-            _header_lines(answer.headers),
-            _http_date(),
-            _SERVER,
-            b"keep-alive" if keep_alive else b"close",
-        )
-    return b"%s%sContent-Length: %d\r\nDate: %s\r\nServer: %s\r\nConnection: %s\r\n\r\n%s" % (
-        _status_line(answer.status),
-        _header_lines(answer.headers),
+        return b"%sDate: %s\r\n%s" % (_head_of(status, answer.headers), _DATE[1], ending)
+    body = answer.body
+    return b"%sContent-Length: %d\r\nDate: %s\r\n%s%s" % (
+        _head_of(status, answer.headers),
         len(body),
-        _http_date(),
-        _SERVER,
-        b"keep-alive" if keep_alive else b"close",
+        _DATE[1],
+        ending,
         b"" if method == "HEAD" else body,
     )
 

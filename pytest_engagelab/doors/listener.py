@@ -6,7 +6,7 @@ two ways:
 * ``serve(conn, client)``: in a thread of its own, with a blocking socket (the SMPP
   door, whose sessions block on their own reads);
 * ``open_channel(conn, client)``: a :class:`Channel` served by the accepting thread
-  itself, with a non-blocking socket in the same selector as the listening socket
+  itself, with a non-blocking socket in the same poller (epoll) as the listening socket
   (the HTTP door).  One thread serves every connection: no thread per client, no
   hand-over of the GIL between them, and one ``select`` can answer several
   clients.  The channel says what it waits for (``interest``) and until when
@@ -18,6 +18,11 @@ stays queued and the listener readable, so retrying at once would spin at 100% C
 waits instead, 5 ms and doubling up to 0.5 s, and serves the connection once a
 descriptor is free.  :meth:`Listener.stop` closes the listening socket and every open
 connection and joins every thread: nothing it opened outlives the call.
+
+Why this module is long: the two ways of serving share binding, accepting, the back-off
+and stopping, and the channel loop carries its own small poller layer (``select.epoll``
+itself where there is one, the same calls on ``selectors`` elsewhere), because the
+``selectors`` wrapper cost a lookup and a translation per event on every request.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import select
 import selectors
 import socket
 import threading
@@ -63,6 +69,83 @@ class Channel(Protocol):
 _OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _BACKOFF_FIRST: Final = 0.005
 _BACKOFF_MAX: Final = 0.5
+
+# The channel loop waits on ``select.epoll`` itself where there is one (Linux): the
+# ``selectors`` wrapper costs a key lookup, a tuple and a mask translation per event, on
+# every request.  Elsewhere the same calls go through ``selectors``.
+_EPOLL: Final = hasattr(select, "epoll")
+_IN: Final[int] = select.EPOLLIN if _EPOLL else 1
+_OUT: Final[int] = select.EPOLLOUT if _EPOLL else 4
+#: Any event but "writable" lets a reader see its data or the end (as ``selectors`` reads
+#: epoll's HUP and ERR); any but "readable" lets a writer see its error.
+_NOT_OUT: Final = ~_OUT
+_NOT_IN: Final = ~_IN
+#: A channel's interest as the poller's event mask.
+_EVENTS: Final = {READ: _IN, WRITE: _OUT, READ | WRITE: _IN | _OUT}
+
+
+class _Poller(Protocol):
+    """What the channel loop uses of ``select.epoll``."""
+
+    def register(self, fd: int, eventmask: int, /) -> None: ...
+
+    def modify(self, fd: int, eventmask: int, /) -> None: ...
+
+    def unregister(self, fd: int, /) -> None: ...
+
+    def poll(self, timeout: float, /) -> list[tuple[int, int]]: ...
+
+    def close(self) -> None: ...
+
+
+class _SelectorPoller:
+    """``select.epoll``'s calls on ``selectors``, where there is no epoll."""
+
+    def __init__(self) -> None:
+        self._selector = selectors.DefaultSelector()
+
+    @staticmethod
+    def _events(mask: int) -> int:
+        return (READ if mask & _IN else 0) | (WRITE if mask & _OUT else 0)
+
+    def register(self, fd: int, eventmask: int, /) -> None:
+        self._selector.register(fd, self._events(eventmask))
+
+    def modify(self, fd: int, eventmask: int, /) -> None:
+        self._selector.modify(fd, self._events(eventmask))
+
+    def unregister(self, fd: int, /) -> None:
+        self._selector.unregister(fd)
+
+    def poll(self, timeout: float, /) -> list[tuple[int, int]]:
+        return [
+            (key.fd, (_IN if events & READ else 0) | (_OUT if events & WRITE else 0))
+            for key, events in self._selector.select(None if timeout < 0 else timeout)
+        ]
+
+    def close(self) -> None:
+        self._selector.close()
+
+
+def _poller() -> _Poller:
+    return select.epoll() if _EPOLL else _SelectorPoller()
+
+
+def _settle(
+    poller: _Poller,
+    channels: dict[int, Channel],
+    socks: dict[int, socket.socket],
+    fd: int,
+    channel: Channel,
+) -> None:
+    """Close a channel that is done; follow a change of what it waits for."""
+    interest = channel.interest
+    if interest == 0:
+        if channels.pop(fd, None) is not None:
+            poller.unregister(fd)
+            socks.pop(fd).close()
+    else:
+        poller.modify(fd, _EVENTS[interest])
 
 
 class Listener:
@@ -195,75 +278,91 @@ class Listener:
         assert listener is not None
         assert waker is not None
         assert open_channel is not None
-        selector = selectors.DefaultSelector()
-        selector.register(listener, READ)
-        selector.register(waker[0], READ)
-        channels: dict[socket.socket, Channel] = {}
+        poller = _poller()
+        listen_fd, waker_fd = listener.fileno(), waker[0].fileno()
+        poller.register(listen_fd, _IN)
+        poller.register(waker_fd, _IN)
+        channels: dict[int, Channel] = {}
+        socks: dict[int, socket.socket] = {}
         next_check = math.inf  # no channel's deadline is earlier than this
         backoff = 0.0
         resume_accept = math.inf  # out of descriptors: accept again at this time
         monotonic = time.monotonic
+        poll = poller.poll
+        get = channels.get
         try:
-            while not self.stopping.is_set():
-                wake = min(next_check, resume_accept)
-                timeout = None if wake == math.inf else max(0.0, wake - monotonic())
-                for key, mask in selector.select(timeout):
-                    channel: Channel | None = key.data
+            while True:
+                wake = next_check if next_check < resume_accept else resume_accept
+                if wake == math.inf:
+                    timeout = -1.0  # no deadline: wait for an event
+                else:
+                    timeout = wake - monotonic()
+                    if timeout < 0.0:
+                        timeout = 0.0
+                for fd, mask in poll(timeout):
+                    channel = get(fd)
                     if channel is None:
-                        if key.fileobj is not listener or self.stopping.is_set():
+                        if self.stopping.is_set():
+                            return
+                        if fd != listen_fd:
                             continue
                         backoff, first = self._accept_channels(
-                            listener, selector, channels, backoff
+                            listener, poller, channels, socks, backoff
                         )
                         # A client that connects and sends nothing has no event to report
                         # its deadline: it must count now, or it is never closed.
-                        next_check = min(next_check, first)
+                        if first < next_check:
+                            next_check = first
                         if backoff:
-                            selector.unregister(listener)  # wait: retrying would spin
+                            poller.unregister(listen_fd)  # wait: retrying would spin
                             resume_accept = monotonic() + backoff
                         continue
+                    interest = channel.interest  # what the poller waits for on fd
                     try:
-                        if mask & READ and channel.interest & READ:
+                        if mask & _NOT_OUT and interest & READ:
                             channel.readable()
-                        elif mask & WRITE and channel.interest & WRITE:
+                        elif mask & _NOT_IN and interest & WRITE:
                             channel.writable()
                     # A defect, or user code (a log callback, an emulator subscriber) raising
                     # even a BaseException such as pytest.fail(), must not stop the others.
                     except BaseException as bug:
                         self._crash(channel, bug)
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
-                    self._settle(selector, channels, sock, channel, key.events)
+                    if channel.interest != interest:
+                        _settle(poller, channels, socks, fd, channel)
                     if channel.deadline < next_check:
                         next_check = channel.deadline
+                if next_check == math.inf and resume_accept == math.inf:
+                    continue
                 now = monotonic()
                 if now >= resume_accept:
                     resume_accept = math.inf
-                    selector.register(listener, READ)
+                    poller.register(listen_fd, _IN)
                 if now >= next_check:
                     next_check = math.inf
-                    for sock, channel in list(channels.items()):
+                    for fd, channel in list(channels.items()):
                         if channel.deadline <= now:
-                            events = channel.interest
+                            interest = channel.interest
                             try:
                                 channel.expired(now)
                             except BaseException as bug:
                                 self._crash(channel, bug)
-                            self._settle(selector, channels, sock, channel, events)
+                            if channel.interest != interest:
+                                _settle(poller, channels, socks, fd, channel)
                         if channel.interest and channel.deadline < next_check:
                             next_check = channel.deadline
         finally:
-            for sock in channels:
+            for sock in socks.values():
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                 sock.close()
-            selector.close()
+            poller.close()
 
     def _accept_channels(
         self,
         listener: socket.socket,
-        selector: selectors.BaseSelector,
-        channels: dict[socket.socket, Channel],
+        poller: _Poller,
+        channels: dict[int, Channel],
+        socks: dict[int, socket.socket],
         backoff: float,
     ) -> tuple[float, float]:
         """Accept every queued connection; the back-off to wait if out of descriptors, and
@@ -281,13 +380,15 @@ class Listener:
                 continue  # the client gave up before we accepted it
             conn.setblocking(False)
             client = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+            fd = conn.fileno()
             try:
                 channel = self._open_channel(conn, client)
-                selector.register(conn, channel.interest, channel)
+                poller.register(fd, _EVENTS[channel.interest])
             except BaseException:  # the client is already gone, or a defect: drop this one
                 conn.close()
                 continue
-            channels[conn] = channel
+            channels[fd] = channel
+            socks[fd] = conn
             first = min(first, channel.deadline)
 
     @staticmethod
@@ -295,25 +396,6 @@ class Listener:
         with contextlib.suppress(BaseException):
             channel.crashed(bug)
         channel.interest = 0
-
-    @staticmethod
-    def _settle(
-        selector: selectors.BaseSelector,
-        channels: dict[socket.socket, Channel],
-        sock: socket.socket,
-        channel: Channel,
-        registered: int,
-    ) -> None:
-        """Close a channel that is done; follow a change of what it waits for."""
-        interest = channel.interest
-        if interest == registered:
-            return
-        if interest == 0:
-            if channels.pop(sock, None) is not None:
-                selector.unregister(sock)
-                sock.close()
-        else:
-            selector.modify(sock, interest, channel)
 
     # -- threads: a connection per thread ---------------------------------------------------
 

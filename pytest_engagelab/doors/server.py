@@ -76,7 +76,7 @@ DEFAULT_MAX_BODY: Final = 1024 * 1024
 DEFAULT_READ_TIMEOUT: Final = 2.0
 #: Seconds an idle keep-alive connection stays open.
 DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 60.0
-#: accept() failing for want of resources (file descriptors, memory): wait, then retry.
+_CONTROL_ROOT: Final = CONTROL_PREFIX.rstrip("/")
 
 
 class _DeferredRequest(httpx.Request):
@@ -210,7 +210,7 @@ class OTPServer(EmulatorControls):
         """The answer to one well-formed request: the control API's or the emulator's."""
         path = request.path
         try:
-            if path.startswith(CONTROL_PREFIX) or path + "/" == CONTROL_PREFIX:
+            if path.startswith(CONTROL_PREFIX) or path == _CONTROL_ROOT:
                 return self._control.handle(request)
             outcome = self.emulator.handle(
                 request.method,
@@ -260,6 +260,6 @@ class OTPServer(EmulatorControls):
             if answer.status >= 400:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     outcome += f" code={int(json.loads(answer.body)['code'])}"
-        elapsed = (time.perf_counter() - started) * 1000
+        elapsed = (time.monotonic() - started) * 1000
         with contextlib.suppress(Exception):  # a log line never costs the client its answer
             self.log(f"{client} {method} {path[:200]} -> {outcome} ({elapsed:.1f} ms)")
