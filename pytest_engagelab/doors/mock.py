@@ -15,11 +15,24 @@ from respx.models import AllMockedAssertionError, PassThrough
 
 from pytest_engagelab.doors.controls import EmulatorControls
 from pytest_engagelab.emulator.core import DEFAULT_BASE_URL, Emulator
+from pytest_engagelab.emulator.journal import register_request_builder
 from pytest_engagelab.emulator.model import JSON_HEADERS, Fault
 
 __all__ = ["OTPMock"]
 
 (_JSON_HEADER,) = JSON_HEADERS
+
+
+def _rebuilt_request(method: str, url: str, body: bytes, *headers: bytes) -> httpx.Request:
+    """The ``httpx.Request`` a send kept as atoms (see :meth:`OTPMock._answer`): the same
+    method, URL, headers (``headers`` is name, value, name, value...: as sent, in order)
+    and body, read as the transport read it.  Only its ``extensions`` (the client's
+    timeouts) are not kept."""
+    pairs = list(zip(headers[::2], headers[1::2], strict=True))
+    return httpx.Request(method, url, headers=pairs, content=body)
+
+
+register_request_builder("httpx", _rebuilt_request)
 
 
 class _UnrecordedRouter(respx.MockRouter):
@@ -290,9 +303,12 @@ class OTPMock(EmulatorControls):
         return self._answer(request, path)
 
     def _answer(self, request: httpx.Request, path: str) -> httpx.Response:
-        outcome = self.emulator.handle(
-            request.method, path, request.headers, request.read(), request=request
-        )
+        # The journal keeps the request as atoms, rebuilt by _rebuilt_request when a test
+        # reads it: a kept httpx.Request is six objects the garbage collector tracks.
+        method, asked, body = request.method, request.headers, request.read()
+        raw = [item for pair in asked.raw for item in pair]
+        recipe = ("httpx", method, str(request.url), body, *raw)
+        outcome = self.emulator.handle(method, path, asked, body, request_recipe=recipe)
         if isinstance(outcome, Fault):
             exception = outcome.exception
             if isinstance(exception, httpx.RequestError):

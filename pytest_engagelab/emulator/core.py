@@ -56,7 +56,15 @@ from pytest_engagelab.emulator.defaults import (
     DEFAULT_DEV_SECRET,
     KeyStatus,
 )
-from pytest_engagelab.emulator.journal import Journal, SentMessage
+from pytest_engagelab.emulator.journal import (
+    EXPIRES_AT,
+    MESSAGE_ID,
+    TO,
+    Journal,
+    SentMessage,
+    message_atoms,
+    message_from_atoms,
+)
 from pytest_engagelab.emulator.model import (
     ENDPOINTS,
     LANGUAGE_LIST,
@@ -80,7 +88,12 @@ from pytest_engagelab.emulator.model import (
     parse_params,
     require_str,
 )
-from pytest_engagelab.emulator.request_log import RequestLog, endpoint_name, record
+from pytest_engagelab.emulator.request_log import (
+    RequestLog,
+    endpoint_name,
+    raised_text,
+    record_atoms,
+)
 from pytest_engagelab.emulator.templates import (
     APPROVED,
     CHANNELS,
@@ -129,7 +142,6 @@ _ALPHABETS: Final = {
     for code_type in range(1, 8)
 }
 _PHONE_FULLMATCH: Final = recipients.PHONE.fullmatch
-_new: Final = object.__new__
 _DEFAULT_AUTHORIZATION: Final = basic_authorization(DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET)
 #: json.loads' scan without its two whitespace passes: the object, and where it ends.
 #: (``raw_decode``, not the bare ``scan_once``: that raises StopIteration on ``{"to": }``.)
@@ -142,6 +154,11 @@ _PLAIN_CHANNELS: Final = frozenset(
     channel for channel in CHANNELS if channel.isascii() and channel.isalnum()
 )
 
+
+
+def _expires_at(entry: tuple[Any, ...]) -> float:
+    expires_at: float = entry[EXPIRES_AT]
+    return expires_at
 
 
 def lone_surrogate(payload: Any) -> str | None:
@@ -244,7 +261,9 @@ class Emulator:
         self._last_id = 0
         self._templates: dict[str, Template] = {}
         self._unregistered: Template | None = None  # the last template made up in _template
-        self._issued: OrderedDict[str, Issued] = OrderedDict()
+        # A message id's entry: its journal entry as atoms and whether it is verifiable
+        # (a plain tuple, untracked by the collector), made an Issued when first needed.
+        self._issued: OrderedDict[str, Issued | tuple[Any, bool]] = OrderedDict()
         self._limits: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._last_codes: dict[str, str] = {}
         self._injections: list[Injection] = []
@@ -459,7 +478,13 @@ class Emulator:
         with self._lock:
             now = self.clock.advance(seconds)
             if self._listeners:
-                for issued in self._issued.values():
+                for message_id, kept in list(self._issued.items()):
+                    if type(kept) is tuple:  # as sent: not verified, not reported
+                        entry, verifiable = kept
+                        if not verifiable or _expires_at(entry) > now:
+                            continue
+                    issued = self._issued_entry(message_id)
+                    assert issued is not None
                     message = issued.message
                     if (
                         issued.verifiable
@@ -490,13 +515,20 @@ class Emulator:
         body: bytes,
         *,
         request: Any = None,
+        request_recipe: tuple[Any, ...] | None = None,
     ) -> EmulatorResponse | Fault:
         """Answer one request.  ``headers`` must look keys up case-insensitively
         (an ``httpx.Headers``) or have lower-case keys.  ``path`` is the request's path,
         percent-decoded and without its query (a door splits the query off first, so a
         decoded ``%3F`` in a template id stays part of the id).
         ``request`` is the door's own request object (an ``httpx.Request`` under
-        ``otp_mock``), kept on the journal entry for the test and never read here."""
+        ``otp_mock``), kept on the journal entry for the test and never read here.
+        ``request_recipe`` (instead of ``request``) is ``(name, *atoms)`` with a builder
+        registered under ``name`` by
+        :func:`~pytest_engagelab.emulator.journal.register_request_builder`: the journal
+        and the request log then keep only atoms, and the door's request, and the
+        headers a :class:`RequestRecord` shows, are built from it when a test reads
+        them."""
         if not path or path[-1] == "/":
             path = path.rstrip("/") or "/"
         method = method.upper()
@@ -510,7 +542,9 @@ class Emulator:
                     outcome = self._fire(injection)
                 else:
                     self._authenticate(headers, endpoint)
-                    outcome = handler(Incoming(method, path, headers, body, request))
+                    outcome = handler(
+                        Incoming(method, path, headers, body, request, request_recipe)
+                    )
             except Reject as reject:
                 outcome = error_body(reject.code, reject.message, reject.status)
                 if reject.allow:
@@ -525,30 +559,36 @@ class Emulator:
             at = self.clock.now()
             if endpoint is None:  # not routed (404, 405): named from the path, if known
                 endpoint = endpoint_name(path)
+            if type(body) is not bytes:
+                body = bytes(body)
+            kept_headers = None if request_recipe is not None else headers
             if isinstance(outcome, Fault):
-                entry = record(
+                entry = record_atoms(
                     method,
                     path,
                     endpoint,
-                    headers,
+                    None,
+                    at,
+                    raised_text(outcome.exception),
                     body,
-                    status=None,
-                    answer=b"",
-                    at=at,
-                    raised=outcome.exception,
+                    b"",
+                    kept_headers,
+                    request_recipe,
                 )
             else:
-                entry = record(
+                entry = record_atoms(
                     method,
                     path,
                     endpoint,
-                    headers,
+                    outcome.status,
+                    at,
+                    None,
                     body,
-                    status=outcome.status,
-                    answer=outcome.body,
-                    at=at,
+                    outcome.body,
+                    kept_headers,
+                    request_recipe,
                 )
-            self.requests.append(entry)
+            self.requests.append_compact(entry)
             return outcome
 
     # -- routing -----------------------------------------------------------------------
@@ -754,7 +794,7 @@ class Emulator:
         return None
 
     def _post_send(self, incoming: Incoming) -> EmulatorResponse | Fault:
-        endpoint, request = incoming.path, incoming.request
+        endpoint, request, recipe = incoming.path, incoming.request, incoming.recipe
         send = self._parse_send(endpoint, self._json_object(incoming))
         template = self._template(send.template_id)
         custom = endpoint == "/v1/custom-messages"
@@ -803,60 +843,79 @@ class Emulator:
         first = template.strategy[0]
         limited = self.rate_limit and send.rate_limited
         limit = self._issued_limit
+        params = tuple(item for pair in send.params.items() for item in pair)
+        listeners = self._listeners
         for to in send.recipients:
             # /v1/messages makes the code itself: a params.code there is only a variable;
             # /v1/custom-messages delivers the caller's code, or none (a notification).
             code = send.params.get("code", "") if custom else send.code or self._make_code(template)
-            failed: tuple[str, ...] = ()
+            failed = ""
             delivered = first
             falls_back = first == "whatsapp" and len(template.strategy) > 1
             if to == WHATSAPP_FALLBACK_NUMBER and falls_back:
-                failed, delivered = ("whatsapp",), template.strategy[1]
-            # Every send pays for this: the frozen message's __dict__ filled in one step
-            # instead of the generated __init__'s object.__setattr__ per field (a quarter
-            # of the cost); the same fields, each given.
-            message = _new(SentMessage)
-            message.__dict__.update(
-                to=to,
-                template_id=send.template_id,
-                language=send.language,
-                params=send.params,
-                code=code,
-                message_id=message_id,
-                send_channel=first,
-                endpoint=endpoint,
-                request=request,
-                text=template.render(code, send.params, send.language),
-                delivery_channel=delivered,
-                failed_channels=failed,
-                sent_at=now,
-                expires_at=now + template.ttl,
+                failed, delivered = "whatsapp", template.strategy[1]
+            # The message as atoms (see message_from_atoms): the collector tracks none
+            # of what a long test's journal keeps; built into a SentMessage when read.
+            entry = message_atoms(
+                to,
+                send.template_id,
+                send.language,
+                code,
+                message_id,
+                first,
+                endpoint,
+                request,
+                template.render(code, send.params, send.language),
+                delivered,
+                failed,
+                now,
+                now + template.ttl,
+                params,
+                recipe,
             )
-            self.journal.append(message)
-            self._remember(message, send.verifiable)
+            message: SentMessage | None = None
+            if listeners:  # they get the message now: keep that one
+                message = message_from_atoms(entry)
+                self.journal.append(message)
+            else:
+                self.journal.append_compact(entry)
+            self._remember(entry, message, code, send.verifiable)
             if limited:
                 limits = self._limits
                 limits[(send.template_id, to)] = now + template.ttl
                 if limit is not None and len(limits) > limit:
                     self._trim(limits)
-            if self._listeners:
+            if message is not None:
                 self._emit(EmulatorEvent("sent", now, to, send.template_id, message))
         if first in _PLAIN_CHANNELS:  # digits and a plain name: what dumps() writes
             body = f'{{"message_id":"{message_id}","send_channel":"{first}"}}'.encode()
             return EmulatorResponse(200, body)
         return EmulatorResponse(200, dumps({"message_id": message_id, "send_channel": first}))
 
-    def _remember(self, message: SentMessage, verifiable: bool) -> None:
+    def _remember(
+        self, entry: tuple[Any, ...], message: SentMessage | None, code: str, verifiable: bool
+    ) -> None:
         issued = self._issued
-        issued[message.message_id] = Issued(message, verifiable)
+        message_id, to = entry[MESSAGE_ID], entry[TO]
+        issued[message_id] = (entry, verifiable) if message is None else Issued(message, verifiable)
         if self._issued_limit is not None and len(issued) > self._issued_limit:
             self._trim(issued)
-        if not message.code:  # a notification without a code: nothing to type in
+        if not code:  # a notification without a code: nothing to type in
             return
-        self._last_codes.pop(message.to, None)  # re-insert: the oldest entry is trimmed first
-        self._last_codes[message.to] = message.code
+        last_codes = self._last_codes
+        last_codes.pop(to, None)  # re-insert: the oldest entry is trimmed first
+        last_codes[to] = code
         if self._issued_limit is not None and len(self._last_codes) > self._issued_limit:
             self._last_codes.pop(next(iter(self._last_codes)))
+
+    def _issued_entry(self, message_id: str) -> Issued | None:
+        """The :class:`Issued` of ``message_id`` (made from its atoms on first need)."""
+        kept = self._issued.get(message_id)
+        if isinstance(kept, tuple):
+            entry, verifiable = kept
+            issued = self._issued[message_id] = Issued(message_from_atoms(entry), verifiable)
+            return issued
+        return kept
 
     def _trim(self, store: OrderedDict[Any, Any]) -> None:
         if self._issued_limit is not None:
@@ -906,7 +965,7 @@ class Emulator:
         payload = self._json_object(incoming)
         message_id = require_str(payload, "message_id")
         verify_code = require_str(payload, "verify_code")
-        issued = self._issued.get(message_id)
+        issued = self._issued_entry(message_id)
         if issued is None:
             raise Reject(ErrorCode.NOT_FOUND, f"message_id {message_id!r} does not exist")
         message = issued.message

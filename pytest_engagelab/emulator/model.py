@@ -144,6 +144,7 @@ class Incoming(NamedTuple):
     headers: Mapping[str, str]
     body: bytes
     request: Any
+    recipe: tuple[Any, ...] | None = None  # see Emulator.handle's request_recipe
 
 
 @dataclass
