@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import pkgutil
 import threading
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from pytest_engagelab.emulator.model import JSON_HEADERS, Fault
 __all__ = ["OTPMock"]
 
 (_JSON_HEADER,) = JSON_HEADERS
+_chain: Final = itertools.chain.from_iterable
 
 
 def _rebuilt_request(method: str, url: str, body: bytes, *headers: bytes) -> httpx.Request:
@@ -297,17 +299,22 @@ class OTPMock(EmulatorControls):
         return path[len(base_path) :] or "/"
 
     def _answer_url(self, request: httpx.Request) -> httpx.Response:
-        path = self._path_if_ours(request.url)
-        if path is None:  # not reached: the fast path picked this mock for this URL
-            raise AllMockedAssertionError(f"RESPX: {request!r} not mocked!")
+        # The fast path gave this mock's transport for this URL only after _is_ours
+        # checked its scheme, host and port: the path is all that is left to read.
+        path = request.url.path
+        base_path = self._base_path
+        if base_path:
+            if not (path == base_path or path.startswith(base_path + "/")):
+                # not reached: the fast path picked this mock for this URL
+                raise AllMockedAssertionError(f"RESPX: {request!r} not mocked!")
+            path = path[len(base_path) :] or "/"
         return self._answer(request, path)
 
     def _answer(self, request: httpx.Request, path: str) -> httpx.Response:
         # The journal keeps the request as atoms, rebuilt by _rebuilt_request when a test
         # reads it: a kept httpx.Request is six objects the garbage collector tracks.
         method, asked, body = request.method, request.headers, request.read()
-        raw = [item for pair in asked.raw for item in pair]
-        recipe = ("httpx", method, str(request.url), body, *raw)
+        recipe = ("httpx", method, str(request.url), body, *_chain(asked.raw))
         outcome = self.emulator.handle(method, path, asked, body, request_recipe=recipe)
         if isinstance(outcome, Fault):
             exception = outcome.exception

@@ -67,6 +67,7 @@ from pytest_engagelab.emulator.journal import (
 )
 from pytest_engagelab.emulator.model import (
     ENDPOINTS,
+    JSON_HEADERS,
     LANGUAGE_LIST,
     LANGUAGES,
     SNOWFLAKE_EPOCH_MS,
@@ -142,10 +143,12 @@ _ALPHABETS: Final = {
     for code_type in range(1, 8)
 }
 _PHONE_FULLMATCH: Final = recipients.PHONE.fullmatch
+_new: Final = object.__new__
 _DEFAULT_AUTHORIZATION: Final = basic_authorization(DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET)
 #: json.loads' scan without its two whitespace passes: the object, and where it ends.
-#: (``raw_decode``, not the bare ``scan_once``: that raises StopIteration on ``{"to": }``.)
-_SCAN_JSON: Final = json.JSONDecoder().raw_decode
+#: (``raw_decode``'s own scan, without its frame: it raises StopIteration on ``{"to": }``,
+#: where ``raw_decode`` raises its error; _json_object does that.)
+_SCAN_ONCE: Final[Callable[[str, int], tuple[Any, int]]] = vars(json.JSONDecoder())["scan_once"]
 #: Where a UTF-8 body can hold half of a UTF-16 pair: a ``\uD800``-``\uDFFF`` escape,
 #: or the UTF-8 bytes of one (ED A0-BF); Hangul (ED 80-9F) and other escapes are not.
 _MAYBE_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
@@ -561,7 +564,6 @@ class Emulator:
                 endpoint = endpoint_name(path)
             if type(body) is not bytes:
                 body = bytes(body)
-            kept_headers = None if request_recipe is not None else headers
             if isinstance(outcome, Fault):
                 entry = record_atoms(
                     method,
@@ -572,9 +574,13 @@ class Emulator:
                     raised_text(outcome.exception),
                     body,
                     b"",
-                    kept_headers,
+                    None if request_recipe is not None else headers,
                     request_recipe,
                 )
+            elif request_recipe is not None:  # record_atoms(...), inline: every request
+                status, answer = outcome.status, outcome.body
+                recipe = request_recipe
+                entry = (method, path, endpoint, status, at, None, body, answer, None, *recipe)
             else:
                 entry = record_atoms(
                     method,
@@ -585,8 +591,8 @@ class Emulator:
                     None,
                     body,
                     outcome.body,
-                    kept_headers,
-                    request_recipe,
+                    headers,
+                    None,
                 )
             self.requests.append_compact(entry)
             return outcome
@@ -635,8 +641,8 @@ class Emulator:
                 ErrorCode.AUTH_FAILED, "authentication failed: use Basic base64(dev_key:dev_secret)"
             )
         try:
-            right = hmac.compare_digest(given.strip().encode(), self._auth_bytes)
-        except UnicodeEncodeError:  # not base64 either: answered below
+            right = hmac.compare_digest(given.strip(), self._auth)
+        except TypeError:  # not ASCII, so not base64 either: answered below
             right = False
         if not right:  # the right value is valid base64; a wrong one may not be
             try:
@@ -669,10 +675,16 @@ class Emulator:
                 # json.loads(text) is this scan plus two whitespace regex passes; a body
                 # the scan does not end exactly (whitespace or anything after the object)
                 # goes through json.loads, which accepts or refuses it as ever.
-                payload, end = _SCAN_JSON(text)
+                try:
+                    payload, end = _SCAN_ONCE(text, 0)
+                except StopIteration:  # what raw_decode turns into its error, at 0
+                    raise ValueError("Expecting value") from None
                 if end != len(text):
                     payload = json.loads(text)
-                suspect = _MAYBE_SURROGATE.search(body) is not None
+                # Two substring scans first: the regex only for a body that may hold one.
+                suspect = (b"\\u" in body or b"\xed" in body) and (
+                    _MAYBE_SURROGATE.search(body) is not None
+                )
             else:  # leading whitespace, or UTF-16 or UTF-32, which json.loads detects
                 payload = json.loads(body)
                 suspect = True
@@ -693,7 +705,9 @@ class Emulator:
     def _parse_send(self, endpoint: str, payload: dict[str, Any]) -> Send:
         raw_to = payload.get("to")
         recipients: tuple[str, ...]
-        if endpoint == "/v1/custom-messages" and isinstance(raw_to, list):
+        if type(raw_to) is str and raw_to.strip():  # most sends: what require_str accepts
+            recipients = (raw_to,)
+        elif endpoint == "/v1/custom-messages" and isinstance(raw_to, list):
             if not raw_to or not all(isinstance(t, str) and t.strip() for t in raw_to):
                 raise Reject(
                     ErrorCode.INVALID_PARAMS, "to must be a string or a non-empty list of strings"
@@ -706,7 +720,9 @@ class Emulator:
             raise Reject(ErrorCode.INVALID_PARAMS, "template is required")
         if not isinstance(template, dict):
             raise Reject(ErrorCode.INVALID_PARAMS, "template must be an object")
-        template_id = require_str(template, "id", prefix="template.")
+        template_id = template.get("id")
+        if type(template_id) is not str or not template_id.strip():
+            template_id = require_str(template, "id", prefix="template.")
         if len(template_id) > TEMPLATE_ID_MAX:
             raise Reject(
                 ErrorCode.INVALID_PARAMS,
@@ -720,19 +736,19 @@ class Emulator:
                     ErrorCode.INVALID_PARAMS,
                     f"template.language {language!r} is not supported; use one of: {LANGUAGE_LIST}",
                 )
-        params = parse_params(template)
+        params = parse_params(template) if "params" in template else {}
         code: str | None = None
         if endpoint == "/v1/codes":
             code = require_str(payload, "code")
         return Send(
-            endpoint=endpoint,
-            recipients=recipients,
-            template_id=template_id,
-            language=language,
-            params=params,
-            code=code,
-            verifiable=endpoint == "/v1/messages",
-            rate_limited=endpoint != "/v1/custom-messages",
+            endpoint,
+            recipients,
+            template_id,
+            language,
+            params,
+            code,
+            endpoint == "/v1/messages",
+            endpoint != "/v1/custom-messages",
         )
 
     def _check_recipient(self, to: str, template: Template) -> None:
@@ -889,7 +905,10 @@ class Emulator:
                 self._emit(EmulatorEvent("sent", now, to, send.template_id, message))
         if first in _PLAIN_CHANNELS:  # digits and a plain name: what dumps() writes
             body = f'{{"message_id":"{message_id}","send_channel":"{first}"}}'.encode()
-            return EmulatorResponse(200, body)
+            # EmulatorResponse(200, body), without the frozen __init__'s setattr per field
+            answer = _new(EmulatorResponse)
+            answer.__dict__.update(status=200, body=body, headers=JSON_HEADERS)
+            return answer
         return EmulatorResponse(200, dumps({"message_id": message_id, "send_channel": first}))
 
     def _remember(
