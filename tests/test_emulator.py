@@ -1351,3 +1351,19 @@ def test_a_whole_surrogate_pair_and_escaped_accents_are_text_as_ever() -> None:
 def test_a_body_the_json_scanner_stops_in_is_3001_not_1000(raw: bytes) -> None:
     """The fast path's scanner raised StopIteration for a member with no value: a 1000."""
     assert_error(call(Emulator(), "/v1/messages", raw=raw), ErrorCode.INVALID_FORMAT, "JSON")
+
+
+def test_a_text_without_params_fills_the_presets_and_every_code() -> None:
+    emulator = Emulator()
+    template = emulator.add_template(
+        "presets",
+        content="{{brand_name}}: {{code}} ({{ttl}} min) {{unknown}} {{pwa_url}} again {{code}}",
+        ttl=600,
+        brand_name="Acme",
+    )
+    assert template.render("4321", {}) == "Acme: 4321 (10 min) {{unknown}} {{pwa_url}} again 4321"
+    template.brand_name = "Other"  # templates can change after they are made
+    template.pwa_url = "https://pwa.example/x"
+    assert template.render("1", {}) == "Other: 1 (10 min) {{unknown}} https://pwa.example/x again 1"
+    with_params = template.render("1", {"brand_name": "Param", "unknown": "u"})
+    assert with_params == "Param: 1 (10 min) u https://pwa.example/x again 1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import pkgutil
 import threading
 from collections.abc import Callable
@@ -15,11 +16,25 @@ from respx.models import AllMockedAssertionError, PassThrough
 
 from pytest_engagelab.doors.controls import EmulatorControls
 from pytest_engagelab.emulator.core import DEFAULT_BASE_URL, Emulator
+from pytest_engagelab.emulator.journal import register_request_builder
 from pytest_engagelab.emulator.model import JSON_HEADERS, Fault
 
 __all__ = ["OTPMock"]
 
 (_JSON_HEADER,) = JSON_HEADERS
+_chain: Final = itertools.chain.from_iterable
+
+
+def _rebuilt_request(method: str, url: str, body: bytes, *headers: bytes) -> httpx.Request:
+    """The ``httpx.Request`` a send kept as atoms (see :meth:`OTPMock._answer`): the same
+    method, URL, headers (``headers`` is name, value, name, value...: as sent, in order)
+    and body, read as the transport read it.  Only its ``extensions`` (the client's
+    timeouts) are not kept."""
+    pairs = list(zip(headers[::2], headers[1::2], strict=True))
+    return httpx.Request(method, url, headers=pairs, content=body)
+
+
+register_request_builder("httpx", _rebuilt_request)
 
 
 class _UnrecordedRouter(respx.MockRouter):
@@ -284,15 +299,23 @@ class OTPMock(EmulatorControls):
         return path[len(base_path) :] or "/"
 
     def _answer_url(self, request: httpx.Request) -> httpx.Response:
-        path = self._path_if_ours(request.url)
-        if path is None:  # not reached: the fast path picked this mock for this URL
-            raise AllMockedAssertionError(f"RESPX: {request!r} not mocked!")
+        # The fast path gave this mock's transport for this URL only after _is_ours
+        # checked its scheme, host and port: the path is all that is left to read.
+        path = request.url.path
+        base_path = self._base_path
+        if base_path:
+            if not (path == base_path or path.startswith(base_path + "/")):
+                # not reached: the fast path picked this mock for this URL
+                raise AllMockedAssertionError(f"RESPX: {request!r} not mocked!")
+            path = path[len(base_path) :] or "/"
         return self._answer(request, path)
 
     def _answer(self, request: httpx.Request, path: str) -> httpx.Response:
-        outcome = self.emulator.handle(
-            request.method, path, request.headers, request.read(), request=request
-        )
+        # The journal keeps the request as atoms, rebuilt by _rebuilt_request when a test
+        # reads it: a kept httpx.Request is six objects the garbage collector tracks.
+        method, asked, body = request.method, request.headers, request.read()
+        recipe = ("httpx", method, str(request.url), body, *_chain(asked.raw))
+        outcome = self.emulator.handle(method, path, asked, body, request_recipe=recipe)
         if isinstance(outcome, Fault):
             exception = outcome.exception
             if isinstance(exception, httpx.RequestError):

@@ -56,9 +56,18 @@ from pytest_engagelab.emulator.defaults import (
     DEFAULT_DEV_SECRET,
     KeyStatus,
 )
-from pytest_engagelab.emulator.journal import Journal, SentMessage
+from pytest_engagelab.emulator.journal import (
+    EXPIRES_AT,
+    MESSAGE_ID,
+    TO,
+    Journal,
+    SentMessage,
+    message_atoms,
+    message_from_atoms,
+)
 from pytest_engagelab.emulator.model import (
     ENDPOINTS,
+    JSON_HEADERS,
     LANGUAGE_LIST,
     LANGUAGES,
     SNOWFLAKE_EPOCH_MS,
@@ -80,7 +89,12 @@ from pytest_engagelab.emulator.model import (
     parse_params,
     require_str,
 )
-from pytest_engagelab.emulator.request_log import RequestLog, endpoint_name, record
+from pytest_engagelab.emulator.request_log import (
+    RequestLog,
+    endpoint_name,
+    raised_text,
+    record_atoms,
+)
 from pytest_engagelab.emulator.templates import (
     APPROVED,
     CHANNELS,
@@ -132,8 +146,9 @@ _PHONE_FULLMATCH: Final = recipients.PHONE.fullmatch
 _new: Final = object.__new__
 _DEFAULT_AUTHORIZATION: Final = basic_authorization(DEFAULT_DEV_KEY, DEFAULT_DEV_SECRET)
 #: json.loads' scan without its two whitespace passes: the object, and where it ends.
-#: (``raw_decode``, not the bare ``scan_once``: that raises StopIteration on ``{"to": }``.)
-_SCAN_JSON: Final = json.JSONDecoder().raw_decode
+#: (``raw_decode``'s own scan, without its frame: it raises StopIteration on ``{"to": }``,
+#: where ``raw_decode`` raises its error; _json_object does that.)
+_SCAN_ONCE: Final[Callable[[str, int], tuple[Any, int]]] = vars(json.JSONDecoder())["scan_once"]
 #: Where a UTF-8 body can hold half of a UTF-16 pair: a ``\uD800``-``\uDFFF`` escape,
 #: or the UTF-8 bytes of one (ED A0-BF); Hangul (ED 80-9F) and other escapes are not.
 _MAYBE_SURROGATE: Final = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
@@ -142,6 +157,11 @@ _PLAIN_CHANNELS: Final = frozenset(
     channel for channel in CHANNELS if channel.isascii() and channel.isalnum()
 )
 
+
+
+def _expires_at(entry: tuple[Any, ...]) -> float:
+    expires_at: float = entry[EXPIRES_AT]
+    return expires_at
 
 
 def lone_surrogate(payload: Any) -> str | None:
@@ -244,7 +264,9 @@ class Emulator:
         self._last_id = 0
         self._templates: dict[str, Template] = {}
         self._unregistered: Template | None = None  # the last template made up in _template
-        self._issued: OrderedDict[str, Issued] = OrderedDict()
+        # A message id's entry: its journal entry as atoms and whether it is verifiable
+        # (a plain tuple, untracked by the collector), made an Issued when first needed.
+        self._issued: OrderedDict[str, Issued | tuple[Any, bool]] = OrderedDict()
         self._limits: OrderedDict[tuple[str, str], float] = OrderedDict()
         self._last_codes: dict[str, str] = {}
         self._injections: list[Injection] = []
@@ -459,7 +481,13 @@ class Emulator:
         with self._lock:
             now = self.clock.advance(seconds)
             if self._listeners:
-                for issued in self._issued.values():
+                for message_id, kept in list(self._issued.items()):
+                    if type(kept) is tuple:  # as sent: not verified, not reported
+                        entry, verifiable = kept
+                        if not verifiable or _expires_at(entry) > now:
+                            continue
+                    issued = self._issued_entry(message_id)
+                    assert issued is not None
                     message = issued.message
                     if (
                         issued.verifiable
@@ -490,13 +518,20 @@ class Emulator:
         body: bytes,
         *,
         request: Any = None,
+        request_recipe: tuple[Any, ...] | None = None,
     ) -> EmulatorResponse | Fault:
         """Answer one request.  ``headers`` must look keys up case-insensitively
         (an ``httpx.Headers``) or have lower-case keys.  ``path`` is the request's path,
         percent-decoded and without its query (a door splits the query off first, so a
         decoded ``%3F`` in a template id stays part of the id).
         ``request`` is the door's own request object (an ``httpx.Request`` under
-        ``otp_mock``), kept on the journal entry for the test and never read here."""
+        ``otp_mock``), kept on the journal entry for the test and never read here.
+        ``request_recipe`` (instead of ``request``) is ``(name, *atoms)`` with a builder
+        registered under ``name`` by
+        :func:`~pytest_engagelab.emulator.journal.register_request_builder`: the journal
+        and the request log then keep only atoms, and the door's request, and the
+        headers a :class:`RequestRecord` shows, are built from it when a test reads
+        them."""
         if not path or path[-1] == "/":
             path = path.rstrip("/") or "/"
         method = method.upper()
@@ -510,7 +545,9 @@ class Emulator:
                     outcome = self._fire(injection)
                 else:
                     self._authenticate(headers, endpoint)
-                    outcome = handler(Incoming(method, path, headers, body, request))
+                    outcome = handler(
+                        Incoming(method, path, headers, body, request, request_recipe)
+                    )
             except Reject as reject:
                 outcome = error_body(reject.code, reject.message, reject.status)
                 if reject.allow:
@@ -525,30 +562,39 @@ class Emulator:
             at = self.clock.now()
             if endpoint is None:  # not routed (404, 405): named from the path, if known
                 endpoint = endpoint_name(path)
+            if type(body) is not bytes:
+                body = bytes(body)
             if isinstance(outcome, Fault):
-                entry = record(
+                entry = record_atoms(
                     method,
                     path,
                     endpoint,
-                    headers,
+                    None,
+                    at,
+                    raised_text(outcome.exception),
                     body,
-                    status=None,
-                    answer=b"",
-                    at=at,
-                    raised=outcome.exception,
+                    b"",
+                    None if request_recipe is not None else headers,
+                    request_recipe,
                 )
+            elif request_recipe is not None:  # record_atoms(...), inline: every request
+                status, answer = outcome.status, outcome.body
+                recipe = request_recipe
+                entry = (method, path, endpoint, status, at, None, body, answer, None, *recipe)
             else:
-                entry = record(
+                entry = record_atoms(
                     method,
                     path,
                     endpoint,
-                    headers,
+                    outcome.status,
+                    at,
+                    None,
                     body,
-                    status=outcome.status,
-                    answer=outcome.body,
-                    at=at,
+                    outcome.body,
+                    headers,
+                    None,
                 )
-            self.requests.append(entry)
+            self.requests.append_compact(entry)
             return outcome
 
     # -- routing -----------------------------------------------------------------------
@@ -595,8 +641,8 @@ class Emulator:
                 ErrorCode.AUTH_FAILED, "authentication failed: use Basic base64(dev_key:dev_secret)"
             )
         try:
-            right = hmac.compare_digest(given.strip().encode(), self._auth_bytes)
-        except UnicodeEncodeError:  # not base64 either: answered below
+            right = hmac.compare_digest(given.strip(), self._auth)
+        except TypeError:  # not ASCII, so not base64 either: answered below
             right = False
         if not right:  # the right value is valid base64; a wrong one may not be
             try:
@@ -629,10 +675,16 @@ class Emulator:
                 # json.loads(text) is this scan plus two whitespace regex passes; a body
                 # the scan does not end exactly (whitespace or anything after the object)
                 # goes through json.loads, which accepts or refuses it as ever.
-                payload, end = _SCAN_JSON(text)
+                try:
+                    payload, end = _SCAN_ONCE(text, 0)
+                except StopIteration:  # what raw_decode turns into its error, at 0
+                    raise ValueError("Expecting value") from None
                 if end != len(text):
                     payload = json.loads(text)
-                suspect = _MAYBE_SURROGATE.search(body) is not None
+                # Two substring scans first: the regex only for a body that may hold one.
+                suspect = (b"\\u" in body or b"\xed" in body) and (
+                    _MAYBE_SURROGATE.search(body) is not None
+                )
             else:  # leading whitespace, or UTF-16 or UTF-32, which json.loads detects
                 payload = json.loads(body)
                 suspect = True
@@ -653,7 +705,9 @@ class Emulator:
     def _parse_send(self, endpoint: str, payload: dict[str, Any]) -> Send:
         raw_to = payload.get("to")
         recipients: tuple[str, ...]
-        if endpoint == "/v1/custom-messages" and isinstance(raw_to, list):
+        if type(raw_to) is str and raw_to.strip():  # most sends: what require_str accepts
+            recipients = (raw_to,)
+        elif endpoint == "/v1/custom-messages" and isinstance(raw_to, list):
             if not raw_to or not all(isinstance(t, str) and t.strip() for t in raw_to):
                 raise Reject(
                     ErrorCode.INVALID_PARAMS, "to must be a string or a non-empty list of strings"
@@ -666,7 +720,9 @@ class Emulator:
             raise Reject(ErrorCode.INVALID_PARAMS, "template is required")
         if not isinstance(template, dict):
             raise Reject(ErrorCode.INVALID_PARAMS, "template must be an object")
-        template_id = require_str(template, "id", prefix="template.")
+        template_id = template.get("id")
+        if type(template_id) is not str or not template_id.strip():
+            template_id = require_str(template, "id", prefix="template.")
         if len(template_id) > TEMPLATE_ID_MAX:
             raise Reject(
                 ErrorCode.INVALID_PARAMS,
@@ -680,19 +736,19 @@ class Emulator:
                     ErrorCode.INVALID_PARAMS,
                     f"template.language {language!r} is not supported; use one of: {LANGUAGE_LIST}",
                 )
-        params = parse_params(template)
+        params = parse_params(template) if "params" in template else {}
         code: str | None = None
         if endpoint == "/v1/codes":
             code = require_str(payload, "code")
         return Send(
-            endpoint=endpoint,
-            recipients=recipients,
-            template_id=template_id,
-            language=language,
-            params=params,
-            code=code,
-            verifiable=endpoint == "/v1/messages",
-            rate_limited=endpoint != "/v1/custom-messages",
+            endpoint,
+            recipients,
+            template_id,
+            language,
+            params,
+            code,
+            endpoint == "/v1/messages",
+            endpoint != "/v1/custom-messages",
         )
 
     def _check_recipient(self, to: str, template: Template) -> None:
@@ -754,7 +810,7 @@ class Emulator:
         return None
 
     def _post_send(self, incoming: Incoming) -> EmulatorResponse | Fault:
-        endpoint, request = incoming.path, incoming.request
+        endpoint, request, recipe = incoming.path, incoming.request, incoming.recipe
         send = self._parse_send(endpoint, self._json_object(incoming))
         template = self._template(send.template_id)
         custom = endpoint == "/v1/custom-messages"
@@ -803,60 +859,82 @@ class Emulator:
         first = template.strategy[0]
         limited = self.rate_limit and send.rate_limited
         limit = self._issued_limit
+        params = tuple(item for pair in send.params.items() for item in pair)
+        listeners = self._listeners
         for to in send.recipients:
             # /v1/messages makes the code itself: a params.code there is only a variable;
             # /v1/custom-messages delivers the caller's code, or none (a notification).
             code = send.params.get("code", "") if custom else send.code or self._make_code(template)
-            failed: tuple[str, ...] = ()
+            failed = ""
             delivered = first
             falls_back = first == "whatsapp" and len(template.strategy) > 1
             if to == WHATSAPP_FALLBACK_NUMBER and falls_back:
-                failed, delivered = ("whatsapp",), template.strategy[1]
-            # Every send pays for this: the frozen message's __dict__ filled in one step
-            # instead of the generated __init__'s object.__setattr__ per field (a quarter
-            # of the cost); the same fields, each given.
-            message = _new(SentMessage)
-            message.__dict__.update(
-                to=to,
-                template_id=send.template_id,
-                language=send.language,
-                params=send.params,
-                code=code,
-                message_id=message_id,
-                send_channel=first,
-                endpoint=endpoint,
-                request=request,
-                text=template.render(code, send.params, send.language),
-                delivery_channel=delivered,
-                failed_channels=failed,
-                sent_at=now,
-                expires_at=now + template.ttl,
+                failed, delivered = "whatsapp", template.strategy[1]
+            # The message as atoms (see message_from_atoms): the collector tracks none
+            # of what a long test's journal keeps; built into a SentMessage when read.
+            entry = message_atoms(
+                to,
+                send.template_id,
+                send.language,
+                code,
+                message_id,
+                first,
+                endpoint,
+                request,
+                template.render(code, send.params, send.language),
+                delivered,
+                failed,
+                now,
+                now + template.ttl,
+                params,
+                recipe,
             )
-            self.journal.append(message)
-            self._remember(message, send.verifiable)
+            message: SentMessage | None = None
+            if listeners:  # they get the message now: keep that one
+                message = message_from_atoms(entry)
+                self.journal.append(message)
+            else:
+                self.journal.append_compact(entry)
+            self._remember(entry, message, code, send.verifiable)
             if limited:
                 limits = self._limits
                 limits[(send.template_id, to)] = now + template.ttl
                 if limit is not None and len(limits) > limit:
                     self._trim(limits)
-            if self._listeners:
+            if message is not None:
                 self._emit(EmulatorEvent("sent", now, to, send.template_id, message))
         if first in _PLAIN_CHANNELS:  # digits and a plain name: what dumps() writes
             body = f'{{"message_id":"{message_id}","send_channel":"{first}"}}'.encode()
-            return EmulatorResponse(200, body)
+            # EmulatorResponse(200, body), without the frozen __init__'s setattr per field
+            answer = _new(EmulatorResponse)
+            answer.__dict__.update(status=200, body=body, headers=JSON_HEADERS)
+            return answer
         return EmulatorResponse(200, dumps({"message_id": message_id, "send_channel": first}))
 
-    def _remember(self, message: SentMessage, verifiable: bool) -> None:
+    def _remember(
+        self, entry: tuple[Any, ...], message: SentMessage | None, code: str, verifiable: bool
+    ) -> None:
         issued = self._issued
-        issued[message.message_id] = Issued(message, verifiable)
+        message_id, to = entry[MESSAGE_ID], entry[TO]
+        issued[message_id] = (entry, verifiable) if message is None else Issued(message, verifiable)
         if self._issued_limit is not None and len(issued) > self._issued_limit:
             self._trim(issued)
-        if not message.code:  # a notification without a code: nothing to type in
+        if not code:  # a notification without a code: nothing to type in
             return
-        self._last_codes.pop(message.to, None)  # re-insert: the oldest entry is trimmed first
-        self._last_codes[message.to] = message.code
+        last_codes = self._last_codes
+        last_codes.pop(to, None)  # re-insert: the oldest entry is trimmed first
+        last_codes[to] = code
         if self._issued_limit is not None and len(self._last_codes) > self._issued_limit:
             self._last_codes.pop(next(iter(self._last_codes)))
+
+    def _issued_entry(self, message_id: str) -> Issued | None:
+        """The :class:`Issued` of ``message_id`` (made from its atoms on first need)."""
+        kept = self._issued.get(message_id)
+        if isinstance(kept, tuple):
+            entry, verifiable = kept
+            issued = self._issued[message_id] = Issued(message_from_atoms(entry), verifiable)
+            return issued
+        return kept
 
     def _trim(self, store: OrderedDict[Any, Any]) -> None:
         if self._issued_limit is not None:
@@ -906,7 +984,7 @@ class Emulator:
         payload = self._json_object(incoming)
         message_id = require_str(payload, "message_id")
         verify_code = require_str(payload, "verify_code")
-        issued = self._issued.get(message_id)
+        issued = self._issued_entry(message_id)
         if issued is None:
             raise Reject(ErrorCode.NOT_FOUND, f"message_id {message_id!r} does not exist")
         message = issued.message

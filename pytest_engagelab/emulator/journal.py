@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pytest_engagelab.emulator.bounded import BoundedLog
 
-__all__ = ["Journal", "SentMessage"]
+__all__ = [
+    "Journal",
+    "SentMessage",
+    "build_request",
+    "message_atoms",
+    "message_from_atoms",
+    "register_request_builder",
+]
+
+_new: Final = object.__new__
+#: The doors' request builders by name (see :func:`register_request_builder`).
+_REQUEST_BUILDERS: Final[dict[str, Callable[..., Any]]] = {}
 
 
+def register_request_builder(name: str, builder: Callable[..., Any]) -> None:
+    """Let a door keep its requests as atoms.
+
+    A door that calls ``Emulator.handle(..., request_recipe=(name, *atoms))`` (strings,
+    bytes, numbers and tuples of them) has its request built as ``builder(*atoms)``
+    only when a test first reads ``SentMessage.request`` or ``RequestRecord.headers``:
+    the journal and the request log keep nothing the garbage collector has to track,
+    where a kept ``httpx.Request`` is a handful of tracked objects per send.  The built
+    request must have ``headers``, a mapping, for ``RequestRecord.headers``."""
+    _REQUEST_BUILDERS[name] = builder
+
+
+def build_request(recipe: tuple[Any, ...]) -> Any:
+    """The door's request a recipe describes (see :func:`register_request_builder`)."""
+    return _REQUEST_BUILDERS[recipe[0]](*recipe[1:])
 
 
 @dataclass(frozen=True)
@@ -41,6 +67,18 @@ class SentMessage:
     sent_at: float = 0.0
     expires_at: float = 0.0
 
+    if not TYPE_CHECKING:  # seen at run time only: mypy keeps checking attribute names
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for ``request`` of a message kept as atoms: built on first read.
+            recipe = self.__dict__.get("_recipe") if name == "request" else None
+            if recipe is None:
+                raise AttributeError(
+                    f"{type(self).__name__!r} object has no attribute {name!r}"
+                )
+            request = self.__dict__["request"] = build_request(recipe)
+            return request
+
     def describe(self) -> str:
         """One line for failure messages."""
         return (
@@ -48,6 +86,97 @@ class SentMessage:
             f"params={self.params!r} ({self.endpoint}, send_channel={self.send_channel!r}, "
             f"message_id={self.message_id!r})"
         )
+
+
+#: Where fields sit in a journal entry kept as atoms (see :func:`message_from_atoms`).
+TO, CODE, MESSAGE_ID, EXPIRES_AT, PARAMS = 0, 3, 4, 12, 13
+
+
+def message_atoms(
+    to: str,
+    template_id: str,
+    language: str,
+    code: str,
+    message_id: str,
+    send_channel: str,
+    endpoint: str,
+    request: Any,
+    text: str,
+    delivery_channel: str,
+    failed_channel: str,
+    sent_at: float,
+    expires_at: float,
+    params: tuple[str, ...],
+    recipe: tuple[Any, ...] | None,
+) -> tuple[Any, ...]:
+    """A message as the journal keeps it: one flat tuple of strings and numbers (the
+    garbage collector stops tracking such a tuple at its first pass over it; a nested
+    one may take several).  ``failed_channel`` is the channel that failed before the
+    one that delivered, or ``""``; ``params`` is flat (key, value, key, value...);
+    ``request`` the door's request object, or ``None`` when ``recipe`` builds it."""
+    return (
+        to,
+        template_id,
+        language,
+        code,
+        message_id,
+        send_channel,
+        endpoint,
+        request,
+        text,
+        delivery_channel,
+        failed_channel,
+        sent_at,
+        expires_at,
+        len(params),
+        *params,
+        *(recipe or ()),
+    )
+
+
+def message_from_atoms(entry: tuple[Any, ...]) -> SentMessage:
+    """The :class:`SentMessage` a journal entry from :func:`message_atoms` describes."""
+    (
+        to,
+        template_id,
+        language,
+        code,
+        message_id,
+        send_channel,
+        endpoint,
+        request,
+        text,
+        delivery_channel,
+        failed_channel,
+        sent_at,
+        expires_at,
+        size,
+    ) = entry[: PARAMS + 1]
+    params = entry[PARAMS + 1 : PARAMS + 1 + size]
+    recipe = entry[PARAMS + 1 + size :]
+    message = _new(SentMessage)
+    # The frozen dataclass's __dict__ filled in one step, each field given (what the
+    # generated __init__ does, without its object.__setattr__ per field).
+    message.__dict__.update(
+        to=to,
+        template_id=template_id,
+        language=language,
+        params=dict(zip(params[::2], params[1::2], strict=True)),
+        code=code,
+        message_id=message_id,
+        send_channel=send_channel,
+        endpoint=endpoint,
+        text=text,
+        delivery_channel=delivery_channel,
+        failed_channels=(failed_channel,) if failed_channel else (),
+        sent_at=sent_at,
+        expires_at=expires_at,
+    )
+    if recipe:
+        message.__dict__["_recipe"] = recipe
+    else:
+        message.__dict__["request"] = request
+    return message
 
 
 def _differences(message: SentMessage, expected: dict[str, Any]) -> list[str]:
@@ -80,7 +209,12 @@ def _describe_criteria(expected: dict[str, Any]) -> str:
 
 class Journal(BoundedLog[SentMessage]):
     """A thread-safe, bounded list of :class:`SentMessage` (see :class:`BoundedLog`), with
-    the matching and failure reports of the ``assert_sent`` family."""
+    the matching and failure reports of the ``assert_sent`` family.  The emulator
+    appends each message as atoms (:meth:`~BoundedLog.append_compact`), built into a
+    :class:`SentMessage` when first read."""
+
+    def _build(self, entry: tuple[Any, ...]) -> SentMessage:
+        return message_from_atoms(entry)
 
     # -- assertions ---------------------------------------------------------------
 

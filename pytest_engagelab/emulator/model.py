@@ -144,6 +144,7 @@ class Incoming(NamedTuple):
     headers: Mapping[str, str]
     body: bytes
     request: Any
+    recipe: tuple[Any, ...] | None = None  # see Emulator.handle's request_recipe
 
 
 @dataclass
@@ -168,8 +169,9 @@ class Reject(Exception):
         self.allow = allow  # the methods a 405 answer lists in its Allow header
 
 
-@dataclass
-class Send:
+class Send(NamedTuple):
+    """One send as parsed (a named tuple: made for every send)."""
+
     endpoint: str
     recipients: tuple[str, ...]
     template_id: str

@@ -1,7 +1,9 @@
 """Every request that reached the emulator, delivered or refused, in the order it came.
 
 Part of the sans-IO core: bodies are kept as bytes and parsed when a test reads them,
-so recording costs one small object per request.
+and a request is kept as a plain tuple of atoms (:func:`record_atoms`), built into a
+:class:`RequestRecord` when a test reads it: the garbage collector tracks nothing a
+long test's log keeps.
 """
 
 from __future__ import annotations
@@ -10,17 +12,26 @@ import functools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from pytest_engagelab.emulator.bounded import BoundedLog
 from pytest_engagelab.emulator.codes import ErrorCode
+from pytest_engagelab.emulator.journal import build_request
 from pytest_engagelab.emulator.model import ENDPOINTS
 
-__all__ = ["RequestLog", "RequestRecord", "endpoint_name", "mask_authorization", "record"]
+__all__ = [
+    "RequestLog",
+    "RequestRecord",
+    "endpoint_name",
+    "mask_authorization",
+    "record",
+    "record_atoms",
+    "record_from_atoms",
+]
 
 _ERROR_CODES: Final = {int(code): code for code in ErrorCode}
-_LINE: Final = 240
-_new: Final = object.__new__  # longest body text in one line of a report
+_LINE: Final = 240  # longest body text in one line of a report
+_new: Final = object.__new__
 
 
 def endpoint_name(path: str) -> str | None:
@@ -109,6 +120,19 @@ class RequestRecord:
             masked[name] = mask_authorization(value) if name == "authorization" else str(value)
         return masked
 
+    if not TYPE_CHECKING:  # seen at run time only: mypy keeps checking attribute names
+
+        def __getattr__(self, name: str) -> Any:
+            # Reached only for ``_headers`` of a record kept as atoms whose door gave a
+            # request recipe: the headers are those of the request it builds.
+            recipe = self.__dict__.get("_recipe") if name == "_headers" else None
+            if recipe is None:
+                raise AttributeError(
+                    f"{type(self).__name__!r} object has no attribute {name!r}"
+                )
+            headers = self.__dict__["_headers"] = build_request(recipe).headers
+            return headers
+
     def describe(self) -> str:
         """One line: the request and its answer, no credentials."""
         request = f"{self.method} {self.path}"
@@ -159,7 +183,7 @@ def record(
         endpoint=endpoint,
         status=status,
         at=at,
-        raised=None if raised is None else f"{type(raised).__name__}({str(raised)!r})",
+        raised=None if raised is None else raised_text(raised),
         _body=body if type(body) is bytes else bytes(body),
         _answer=answer,
         _headers=headers,
@@ -167,7 +191,56 @@ def record(
     return entry
 
 
+def raised_text(raised: BaseException) -> str:
+    """How a record names the exception that answered instead of a response."""
+    return f"{type(raised).__name__}({str(raised)!r})"
+
+
+def record_atoms(
+    method: str,
+    path: str,
+    endpoint: str | None,
+    status: int | None,
+    at: float,
+    raised: str | None,
+    body: bytes,
+    answer: bytes,
+    headers: Mapping[str, str] | None,
+    recipe: tuple[Any, ...] | None,
+) -> tuple[Any, ...]:
+    """A request as the log keeps it: one flat tuple (the recipe's atoms at its end),
+    read by :func:`record_from_atoms`.  ``headers`` is ``None`` when ``recipe`` (see
+    :func:`~pytest_engagelab.emulator.journal.register_request_builder`) builds them."""
+    return (method, path, endpoint, status, at, raised, body, answer, headers, *(recipe or ()))
+
+
+def record_from_atoms(entry: tuple[Any, ...]) -> RequestRecord:
+    """The :class:`RequestRecord` a tuple from :func:`record_atoms` describes."""
+    method, path, endpoint, status, at, raised, body, answer, headers = entry[:9]
+    record = _new(RequestRecord)
+    record.__dict__.update(
+        method=method,
+        path=path,
+        endpoint=endpoint,
+        status=status,
+        at=at,
+        raised=raised,
+        _body=body,
+        _answer=answer,
+    )
+    if headers is not None:
+        record.__dict__["_headers"] = headers
+    elif len(entry) > 9:
+        record.__dict__["_recipe"] = entry[9:]
+    else:
+        record.__dict__["_headers"] = {}
+    return record
+
+
 class RequestLog(BoundedLog[RequestRecord]):
     """A thread-safe, bounded list of :class:`RequestRecord`, oldest first, bounded like
     the journal (see :class:`BoundedLog`); ``total`` counts every request since the last
-    clear."""
+    clear.  The emulator appends each request as atoms (:func:`record_atoms`)."""
+
+    def _build(self, entry: tuple[Any, ...]) -> RequestRecord:
+        return record_from_atoms(entry)

@@ -156,7 +156,10 @@ class Template:
         ``brand_name``, ``ttl`` (minutes) and ``pwa_url`` (when set).  The content is
         split at its variables once (:func:`_pieces`), not searched on every send.
         """
-        pieces, tail = _pieces(self.contents.get(language, self.content))
+        content = self.contents.get(language, self.content) if self.contents else self.content
+        if not params:  # most sends: the text around the code depends on the template only
+            return code.join(_around_code(content, self.brand_name, self.ttl, self.pwa_url))
+        pieces, tail = _pieces(content)
         out: list[str] = []
         for literal, name, written in pieces:
             if name == "code":
@@ -223,6 +226,32 @@ def _pieces(content: str) -> tuple[tuple[tuple[str, str, str], ...], str]:
         pieces.append((content[start : match.start()], match.group(1), match.group(0)))
         start = match.end()
     return tuple(pieces), content[start:]
+
+
+@functools.lru_cache(maxsize=256)
+def _around_code(
+    content: str, brand_name: str, ttl: int, pwa_url: str | None
+) -> tuple[str, ...]:
+    """What :meth:`Template.render` makes of ``content`` without params, split where the
+    code goes: the presets filled once per template, not on every send."""
+    pieces, tail = _pieces(content)
+    parts: list[str] = []
+    text = ""
+    for literal, name, written in pieces:
+        text += literal
+        if name == "code":
+            parts.append(text)
+            text = ""
+        elif name == "brand_name":
+            text += brand_name
+        elif name == "ttl":
+            text += str(max(1, ttl // 60))
+        elif name == "pwa_url" and pwa_url is not None:
+            text += pwa_url
+        else:
+            text += written
+    parts.append(text + tail)
+    return tuple(parts)
 
 
 def copy_config(value: Any) -> Any:
