@@ -187,3 +187,44 @@ def test_a_message_from_atoms_equals_the_message_built_whole() -> None:
     assert built.request == "the door's request"
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         getattr(built, "nope")  # noqa: B009
+
+
+def test_otp_server_keeps_its_requests_as_atoms_too() -> None:
+    """The loopback server's sends, over a real socket, leave nothing tracked either, and
+    ``sent[i].request`` reads as the request the client sent, its UTF-8 header included."""
+    import http.client
+    import json
+
+    from pytest_engagelab.doors.server import OTPServer
+    from pytest_engagelab.emulator.auth import basic_authorization
+
+    with OTPServer(Emulator(seed=7)) as server:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+        headers = {
+            "Authorization": basic_authorization(*AUTH),
+            "Content-Type": "application/json",
+            "User-Agent": "atöms/1.0",
+        }
+
+        def send(i: int) -> None:
+            body = json.dumps({"to": f"+6590{i:07d}", "template": {"id": "login"}})
+            connection.request("POST", "/v1/messages", body=body.encode(), headers=headers)
+            answer = connection.getresponse()
+            assert answer.status == 200, answer.read()
+            answer.read()
+
+        for i in range(50):  # warm
+            send(i)
+        before = _tracked()
+        for i in range(50, 550):
+            send(i)
+        retained = _tracked() - before
+        assert retained < 100, retained  # a deferred httpx.Request per send kept 500+
+        request = server.sent[0].request
+        assert request is server.sent[0].request
+        assert isinstance(request, httpx.Request)
+        assert (request.method, str(request.url)) == ("POST", f"{server.url}/v1/messages")
+        assert json.loads(request.content) == {"to": "+65900000000", "template": {"id": "login"}}
+        assert (b"user-agent", "atöms/1.0".encode("latin-1")) in request.headers.raw  # as sent
+        assert server.requests[0].headers["user-agent"] == "atöms/1.0"
+        connection.close()

@@ -37,6 +37,7 @@ HTTP, as this server speaks it (parsing, framing and keep-alive are h11's):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import time
@@ -57,6 +58,7 @@ from pytest_engagelab.doors.http import HTTPChannel, HTTPError, Limits, Request
 from pytest_engagelab.doors.listener import Listener
 from pytest_engagelab.emulator.clock import SEEDED_EPOCH, Clock
 from pytest_engagelab.emulator.core import Emulator
+from pytest_engagelab.emulator.journal import register_request_builder
 from pytest_engagelab.emulator.model import EmulatorResponse, Fault, error_body
 from pytest_engagelab.errors import ErrorCode
 
@@ -79,25 +81,21 @@ DEFAULT_KEEP_ALIVE_TIMEOUT: Final = 60.0
 _CONTROL_ROOT: Final = CONTROL_PREFIX.rstrip("/")
 
 
-class _DeferredRequest(httpx.Request):
-    """An ``httpx.Request`` that builds itself when first read.
+def _rebuilt_request(method: str, url: str, body: bytes, *headers: str) -> httpx.Request:
+    """The ``httpx.Request`` a request kept as atoms describes (see
+    :meth:`OTPServer._recipe`), built when a test first reads ``sent[i].request`` or a
+    request record's headers.  ``headers`` is name, value, name, value... as h11 gave
+    them; the values were decoded as latin-1: httpx gets the same bytes back, so a UTF-8
+    User-Agent is kept as sent instead of failing httpx's ASCII check."""
+    raw = [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in zip(headers[::2], headers[1::2], strict=True)
+    ]
+    return httpx.Request(method, url, headers=raw, content=body)
 
-    Most requests are never looked at (a test reads ``sent[i].request`` now and then),
-    and building one costs about as much as the emulator's own work on a send."""
 
-    def __init__(self, url: httpx.URL, request: Request) -> None:
-        self.__dict__["_pending"] = (url, request)  # no httpx.Request.__init__ yet
-
-    def __getattr__(self, name: str) -> Any:  # called only for what is not there yet
-        pending = self.__dict__.pop("_pending", None)
-        if pending is None:
-            raise AttributeError(name)
-        url, request = pending
-        # The header values were decoded as latin-1: hand httpx the same bytes back, so
-        # a UTF-8 User-Agent is kept as sent instead of failing httpx's ASCII check.
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.items()]
-        httpx.Request.__init__(self, request.method, url, headers=raw, content=request.body)
-        return getattr(self, name)
+register_request_builder("otp_server", _rebuilt_request)
+_chain: Final = itertools.chain.from_iterable
 
 
 class OTPServer(EmulatorControls):
@@ -150,7 +148,7 @@ class OTPServer(EmulatorControls):
             open_channel=self._open_channel,
         )
         self._limits = Limits(max_body, read_timeout, keep_alive_timeout)
-        self._urls: dict[str, httpx.URL] = {}
+        self._urls: dict[str, str] = {}
         self._control = ControlAPI(self)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -217,7 +215,7 @@ class OTPServer(EmulatorControls):
                 path,
                 request.headers,
                 request.body,
-                request=self._request(request),
+                request_recipe=self._recipe(request),
             )
         except HTTPError as problem:
             return problem.answer()
@@ -228,18 +226,20 @@ class OTPServer(EmulatorControls):
             )
         return outcome  # a 405 carries the core's Allow header
 
-    def _request(self, request: Request) -> httpx.Request | None:
-        """The request as an ``httpx.Request``, for ``SentMessage.request``."""
+    def _recipe(self, request: Request) -> tuple[Any, ...] | None:
+        """The request as atoms the journal keeps (a plain tuple: nothing for the garbage
+        collector to track), from which ``SentMessage.request`` is built as an
+        ``httpx.Request`` when a test reads it; ``None`` for a target httpx cannot read."""
         target = request.target
         url = self._urls.get(target)
         if url is None:
             try:
-                url = httpx.URL(self.base_url + target)
+                url = str(httpx.URL(self.base_url + target))
             except httpx.InvalidURL:
                 return None
             if len(self._urls) < 256:  # the few API paths, not every query string
                 self._urls[target] = url
-        return _DeferredRequest(url, request)
+        return ("otp_server", request.method, url, request.body, *_chain(request.headers.items()))
 
     def _log(
         self,
