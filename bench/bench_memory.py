@@ -16,7 +16,9 @@ limit and, for the late sends, with ``journal_limit=100`` so that every send dro
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench._common import Row, count_pytest_calls, micro, run_pytest, verdict, write_files
@@ -128,8 +130,10 @@ def measure(sends: int = 100_000) -> list[Row]:
         unbounded = _case(root, sends, None)
         # In runs of their own, after the timed ones (which cached the bytecode): the calls
         # per send before the journal is full, and once every send drops the oldest entry.
+        began = time.perf_counter()
         early_calls = _calls_per_send(root, "default")
         late_calls = _calls_per_send(root, DROPPING)
+        print(f"  calls counted in {time.perf_counter() - began:.0f} s", file=sys.stderr)
 
     def grown(case: dict[str, float]) -> float:
         return case["peak"] - case["before"]

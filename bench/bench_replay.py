@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench._common import (
@@ -343,6 +345,7 @@ def measure(
         # Calls, in runs of their own after the timed ones: the plugin's per request stay
         # the same from one size to the next (4b shows it), so the sizes counted are small.
         counted = sizes[:2]
+        began = time.perf_counter()
         vcr_copy = copies / f"count-{counted[0]}.yaml"
         _sized(recorded, counted[0], vcr_copy)
         vcr_copy.write_text(
@@ -365,6 +368,7 @@ def measure(
         vcr_calls = _calls_per_request(
             root, url, "pytest-recording", f"count-{counted[0]}", counted[0]
         )
+        print(f"  calls counted in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     ours, theirs = median(times["engagelab_cassette"]), median(times["pytest-recording"])
     costs = {size: median(values) for size, values in per_request.items()}
     smallest, largest = costs[sizes[0]], costs[sizes[-1]]
