@@ -19,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench._common import Row, count_pytest_calls, micro, run_pytest, verdict, write_files
@@ -102,22 +103,33 @@ def _case(root: Path, sends: int, limit: int | str | None) -> dict[str, float]:
     return result
 
 
-def _calls_per_send(root: Path, limit: int | str) -> float:
-    """Function calls per send through ``otp_mock`` (``count_pytest_calls``): the test of
-    ``2 * COUNTED`` sends minus that of ``COUNTED``, over ``COUNTED``.  Start-up cancels out,
-    so the plugin is the only one loaded: a counted process takes a second, not four."""
-    out = root / "calls.json"
-    env = {
-        "BENCH_OUT": str(out),
-        "BENCH_LIMIT": json.dumps(limit),
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-    }
+def _calls_per_send(root: Path, limits: tuple[int | str, ...]) -> dict[int | str, float]:
+    """Function calls per send through ``otp_mock`` (``count_pytest_calls``) for each journal
+    limit: the test of ``2 * COUNTED`` sends minus that of ``COUNTED``, over ``COUNTED``.
+    Start-up cancels out, so the plugin is the only one loaded (a counted process then takes
+    a second, not four), and the processes run two at a time (a count does not depend on
+    what else runs)."""
     args = ["-q", "-p", "no:cacheprovider", "-p", "pytest_engagelab.plugin", "test_memory.py"]
-    low, high = (
-        count_pytest_calls(args, root, env={**env, "BENCH_SENDS": str(n)}, expect="1 passed")
-        for n in (COUNTED, 2 * COUNTED)
-    )
-    return (high - low) / COUNTED
+
+    def count(limit: int | str, n: int) -> int:
+        env = {
+            "BENCH_OUT": str(root / f"calls-{limit}-{n}.json"),
+            "BENCH_LIMIT": json.dumps(limit),
+            "BENCH_SENDS": str(n),
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        }
+        return count_pytest_calls(args, root, env=env, expect="1 passed")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {
+            (limit, n): pool.submit(count, limit, n)
+            for limit in limits
+            for n in (2 * COUNTED, COUNTED)
+        }
+        return {
+            limit: (runs[(limit, 2 * COUNTED)].result() - runs[(limit, COUNTED)].result()) / COUNTED
+            for limit in limits
+        }
 
 
 def measure(sends: int = 100_000) -> list[Row]:
@@ -131,8 +143,8 @@ def measure(sends: int = 100_000) -> list[Row]:
         # In runs of their own, after the timed ones (which cached the bytecode): the calls
         # per send before the journal is full, and once every send drops the oldest entry.
         began = time.perf_counter()
-        early_calls = _calls_per_send(root, "default")
-        late_calls = _calls_per_send(root, DROPPING)
+        counts = _calls_per_send(root, ("default", DROPPING))
+        early_calls, late_calls = counts["default"], counts[DROPPING]
         print(f"  calls counted in {time.perf_counter() - began:.0f} s", file=sys.stderr)
 
     def grown(case: dict[str, float]) -> float:

@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench._common import (
@@ -161,6 +162,7 @@ _CONFTEST = """
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -240,22 +242,37 @@ def _sized(recorded: Path, size: int, target: Path) -> None:
     target.write_text(dump_yaml({**data, "interactions": interactions}), encoding="utf-8")
 
 
-def _calls_per_request(root: Path, url: str, contender: str, cassette: str, size: int) -> float:
-    """Function calls per replayed request (``count_pytest_calls``): the same test on the
-    same cassette of ``size`` interactions, replaying all of them minus replaying none,
-    over ``size``.  Start-up, collection and loading the cassette cancel out, so only the two
-    contenders' plugins are loaded: a counted pytest process then takes a second, not four."""
-    env = {
-        "BENCH_URL": url,
-        "BENCH_CONTENDER": contender,
-        "BENCH_CASSETTE": cassette,
-        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-    }
-    counts = [
-        count_pytest_calls(_COUNT_ARGS, root, env={**env, "BENCH_N": str(n)}, expect="1 passed")
-        for n in (0, size)
-    ]
-    return (counts[1] - counts[0]) / size
+def _calls_per_request(
+    root: Path, url: str, jobs: dict[str, tuple[str, str, int]]
+) -> dict[str, float]:
+    """Function calls per replayed request (``count_pytest_calls``) of each job (label ->
+    contender, cassette, size): the same test on the same cassette of ``size`` interactions,
+    replaying all of them minus replaying none, over ``size``.  Start-up, collection and
+    loading the cassette cancel out, so only the two contenders' plugins are loaded (a
+    counted process then takes a second, not four), and the processes run two at a time
+    (a count does not depend on what else runs, as ``count_pytest_instructions`` says)."""
+
+    def count(job: tuple[str, str, int], n: int) -> int:
+        contender, cassette, _size = job
+        env = {
+            "BENCH_URL": url,
+            "BENCH_CONTENDER": contender,
+            "BENCH_CASSETTE": cassette,
+            "BENCH_N": str(n),
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        }
+        return count_pytest_calls(_COUNT_ARGS, root, env=env, expect="1 passed")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {
+            (label, n): pool.submit(count, job, n)
+            for label, job in jobs.items()
+            for n in (job[2], 0)
+        }
+        return {
+            label: (runs[(label, size)].result() - runs[(label, 0)].result()) / size
+            for label, (_contender, _cassette, size) in jobs.items()
+        }
 
 
 #: The counted runs' arguments: the two contenders' plugins, no other.
@@ -361,13 +378,11 @@ def measure(
         }
         # caches test_count.py's bytecode, which the counts must not include
         run_pytest(_COUNT_ARGS, root, env=warm_up, expect="1 passed")
-        calls = {
-            size: _calls_per_request(root, url, "engagelab_cassette", f"sweep/{size}", size)
-            for size in counted
-        }
-        vcr_calls = _calls_per_request(
-            root, url, "pytest-recording", f"count-{counted[0]}", counted[0]
-        )
+        jobs = {str(size): ("engagelab_cassette", f"sweep/{size}", size) for size in counted}
+        jobs["vcr"] = ("pytest-recording", f"count-{counted[0]}", counted[0])
+        counts = _calls_per_request(root, url, jobs)
+        calls = {size: counts[str(size)] for size in counted}
+        vcr_calls = counts["vcr"]
         print(f"  calls counted in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     ours, theirs = median(times["engagelab_cassette"]), median(times["pytest-recording"])
     costs = {size: median(values) for size, values in per_request.items()}
