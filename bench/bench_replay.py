@@ -394,7 +394,8 @@ def measure(
             f"median of {reps}; calls per replayed request on a cassette of {counted[0]:,} "
             "(cProfile, a run of its own: replaying all minus none, over their number)",
             f"`engagelab_cassette` {milli(ours)}, {calls[counted[0]]:,.0f} calls",
-            f"pytest-recording `vcr` {milli(theirs)}, {vcr_calls:,.0f} calls",
+            f"pytest-recording `vcr` {milli(theirs)}, {vcr_calls:,.0f} calls (more per "
+            "request on a larger cassette)",
             f"{ratio(ours, theirs)} ({ratio(calls[counted[0]], vcr_calls)} calls)",
             "at most 0.2x pytest-recording",
             verdict(ours <= 0.2 * theirs),
