@@ -7,20 +7,32 @@ after the last.
 With the default ``journal_limit`` (10,000) the growth must not depend on how
 many messages were sent, so the default is measured at 20,000 and at 100,000
 sends; ``journal_limit=None`` (keep everything) is the contrast.
+
+The cost-per-send row shows, beside its CPU times, the calls per send (``count_pytest_calls``,
+runs of their own after the timed ones): 500 sends minus 250, over 250, with the default
+limit and, for the late sends, with ``journal_limit=100`` so that every send drops one.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench._common import Row, micro, run_pytest, verdict, write_files
+from bench._common import Row, count_pytest_calls, micro, run_pytest, verdict, write_files
 
 #: Growth allowed between 20,000 and 100,000 sends with the default limit.
 SLACK_MB = 8.0
 #: How much dearer the last 1,000 sends may be than sends 1,000 to 2,000.
 FLAT = 1.3
+#: Sends per call count: the calls of 2 x COUNTED sends minus those of COUNTED, over COUNTED.
+COUNTED = 250
+#: The journal limit under which the late sends are counted: past it every send drops the
+#: oldest entry (a ``deque(maxlen=...)``, the same calls at any limit), as past 10,000.
+DROPPING = 100
 
 _TEST = """
 import json
@@ -91,6 +103,35 @@ def _case(root: Path, sends: int, limit: int | str | None) -> dict[str, float]:
     return result
 
 
+def _calls_per_send(root: Path, limits: tuple[int | str, ...]) -> dict[int | str, float]:
+    """Function calls per send through ``otp_mock`` (``count_pytest_calls``) for each journal
+    limit: the test of ``2 * COUNTED`` sends minus that of ``COUNTED``, over ``COUNTED``.
+    Start-up cancels out, so the plugin is the only one loaded (a counted process then takes
+    a second, not four), and the processes run two at a time (a count does not depend on
+    what else runs)."""
+    args = ["-q", "-p", "no:cacheprovider", "-p", "pytest_engagelab.plugin", "test_memory.py"]
+
+    def count(limit: int | str, n: int) -> int:
+        env = {
+            "BENCH_OUT": str(root / f"calls-{limit}-{n}.json"),
+            "BENCH_LIMIT": json.dumps(limit),
+            "BENCH_SENDS": str(n),
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        }
+        return count_pytest_calls(args, root, env=env, expect="1 passed")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {
+            (limit, n): pool.submit(count, limit, n)
+            for limit in limits
+            for n in (2 * COUNTED, COUNTED)
+        }
+        return {
+            limit: (runs[(limit, 2 * COUNTED)].result() - runs[(limit, COUNTED)].result()) / COUNTED
+            for limit in limits
+        }
+
+
 def measure(sends: int = 100_000) -> list[Row]:
     """Peak RSS with the default journal limit (at 1/5 and all of ``sends``) and with none."""
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
@@ -99,6 +140,12 @@ def measure(sends: int = 100_000) -> list[Row]:
         small = _case(root, sends // 5, "default")
         default = _case(root, sends, "default")
         unbounded = _case(root, sends, None)
+        # In runs of their own, after the timed ones (which cached the bytecode): the calls
+        # per send before the journal is full, and once every send drops the oldest entry.
+        began = time.perf_counter()
+        counts = _calls_per_send(root, ("default", DROPPING))
+        early_calls, late_calls = counts["default"], counts[DROPPING]
+        print(f"  calls counted in {time.perf_counter() - began:.0f} s", file=sys.stderr)
 
     def grown(case: dict[str, float]) -> float:
         return case["peak"] - case["before"]
@@ -120,10 +167,13 @@ def measure(sends: int = 100_000) -> list[Row]:
         Row(
             "5",
             f"Cost per send through `otp_mock`: the last {window:,} of {sends:,} against "
-            f"{window:,} from the {first:,}th (CPU time of the sending thread)",
-            f"last {window:,}: {micro(default['late'])} per send",
-            f"{window:,} from the {first:,}th: {micro(default['early'])} per send",
-            f"{default['late'] / default['early']:.2f}x",
+            f"{window:,} from the {first:,}th (CPU time of the sending thread); calls per send "
+            f"(cProfile, a run of its own: {2 * COUNTED:,} sends minus {COUNTED:,}), the late "
+            f"ones with journal_limit={DROPPING} so that every send drops one, as past 10,000",
+            f"last {window:,}: {micro(default['late'])} per send, {late_calls:,.0f} calls",
+            f"{window:,} from the {first:,}th: {micro(default['early'])} per send, "
+            f"{early_calls:,.0f} calls",
+            f"{default['late'] / default['early']:.2f}x ({late_calls / early_calls:.2f}x calls)",
             f"flat: at most {FLAT}x",
             verdict(default["late"] <= FLAT * default["early"]),
         ),

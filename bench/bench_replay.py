@@ -21,18 +21,28 @@ For 4b the cassettes of 100 and 10,000 interactions are made from the recorded
 one (its first interaction, with the recipient and message id varied, so every
 file has the same shape); each size is replayed ``reps`` times after a warm-up,
 and a test's whole time (loading included) is divided by its number of requests.
+
+Beside the times, calls per replayed request (``count_pytest_calls``), in pytest runs of
+their own after the timed ones: one test replaying every interaction of a cassette minus
+the same test replaying none, over their number (start-up, collection and loading the
+cassette cancel out); both contenders on the smallest sweep size, the plugin also on the
+next one, where its count per request is the same.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench._common import (
     Row,
     alternate,
+    count_pytest_calls,
     median,
     micro,
     milli,
@@ -121,10 +131,38 @@ def test_sweep(rep, size, engagelab_cassette):
     send_all((credentials.dev_key, credentials.dev_secret), size)
 """
 
+#: One test replaying BENCH_N requests from cassette BENCH_CASSETTE through
+#: BENCH_CONTENDER, counted under cProfile (``_calls_per_request``), never timed.
+_COUNT = """
+import os
+
+import pytest
+
+from send import send_all
+
+CONTENDER = os.environ["BENCH_CONTENDER"]
+CASSETTE = os.environ["BENCH_CASSETTE"]
+if CONTENDER == "engagelab_cassette":
+    MARKS = [pytest.mark.engagelab_cassette(CASSETTE)]
+else:
+    MARKS = [pytest.mark.vcr, pytest.mark.default_cassette(CASSETTE + ".yaml")]
+
+
+@pytest.mark.parametrize("contender", [pytest.param(CONTENDER, marks=MARKS)])
+def test_count(contender, request):
+    n = int(os.environ["BENCH_N"])
+    if contender == "engagelab_cassette":
+        credentials = request.getfixturevalue("engagelab_cassette").credentials
+        send_all((credentials.dev_key, credentials.dev_secret), n)
+    else:
+        send_all(("test-dev-key", "test-dev-secret"), n)
+"""
+
 _CONFTEST = """
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -204,12 +242,60 @@ def _sized(recorded: Path, size: int, target: Path) -> None:
     target.write_text(dump_yaml({**data, "interactions": interactions}), encoding="utf-8")
 
 
+def _calls_per_request(
+    root: Path, url: str, jobs: dict[str, tuple[str, str, int]]
+) -> dict[str, float]:
+    """Function calls per replayed request (``count_pytest_calls``) of each job (label ->
+    contender, cassette, size): the same test on the same cassette of ``size`` interactions,
+    replaying all of them minus replaying none, over ``size``.  Start-up, collection and
+    loading the cassette cancel out, so only the two contenders' plugins are loaded (a
+    counted process then takes a second, not four), and the processes run two at a time
+    (a count does not depend on what else runs, as ``count_pytest_instructions`` says)."""
+
+    def count(job: tuple[str, str, int], n: int) -> int:
+        contender, cassette, _size = job
+        env = {
+            "BENCH_URL": url,
+            "BENCH_CONTENDER": contender,
+            "BENCH_CASSETTE": cassette,
+            "BENCH_N": str(n),
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        }
+        return count_pytest_calls(_COUNT_ARGS, root, env=env, expect="1 passed")
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = {
+            (label, n): pool.submit(count, job, n)
+            for label, job in jobs.items()
+            for n in (job[2], 0)
+        }
+        return {
+            label: (runs[(label, size)].result() - runs[(label, 0)].result()) / size
+            for label, (_contender, _cassette, size) in jobs.items()
+        }
+
+
+#: The counted runs' arguments: the two contenders' plugins, no other.
+_COUNT_ARGS = (
+    "-q",
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "pytest_engagelab.plugin",
+    "-p",
+    "pytest_recording.plugin",
+    "test_count.py",
+)
+
+
 def measure(
     interactions: int = 1_000, reps: int = 5, sizes: tuple[int, ...] | None = None
 ) -> list[Row]:
     """Row 4: median time of a test replaying ``interactions`` requests, for each
     contender.  Row 4b: the plugin's time per replayed request for each of ``sizes``
-    (default 100, 1,000 and 10,000; ten times ``interactions`` at most when it is small)."""
+    (default 100, 1,000 and 10,000; ten times ``interactions`` at most when it is small).
+    Beside them, calls per replayed request in runs of their own: both contenders on a
+    cassette of ``sizes[0]`` interactions, and the plugin on ``sizes[1]``."""
     if sizes is None:
         sizes = (100, 1_000, 10_000) if interactions >= 1_000 else (interactions, 10 * interactions)
     order = alternate(CONTENDERS, reps + 1)  # rep 0 is a warm-up
@@ -272,6 +358,32 @@ def measure(
             record = json.loads(line)
             if record["rep"] > 0:
                 per_request[record["size"]].append(record["seconds"] / record["size"])
+
+        # Calls, in runs of their own after the timed ones: the plugin's per request stay
+        # the same from one size to the next (4b shows it), so the sizes counted are small.
+        counted = sizes[:2]
+        began = time.perf_counter()
+        vcr_copy = copies / f"count-{counted[0]}.yaml"
+        _sized(recorded, counted[0], vcr_copy)
+        vcr_copy.write_text(
+            vcr_copy.read_text().replace(stable_url(url) + "/", url + "/"), encoding="utf-8"
+        )
+        write_files(root, {"test_count.py": _COUNT})
+        warm_up = {
+            "BENCH_URL": url,
+            "BENCH_N": "0",
+            "BENCH_CONTENDER": "engagelab_cassette",
+            "BENCH_CASSETTE": f"sweep/{counted[0]}",
+            "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+        }
+        # caches test_count.py's bytecode, which the counts must not include
+        run_pytest(_COUNT_ARGS, root, env=warm_up, expect="1 passed")
+        jobs = {str(size): ("engagelab_cassette", f"sweep/{size}", size) for size in counted}
+        jobs["vcr"] = ("pytest-recording", f"count-{counted[0]}", counted[0])
+        counts = _calls_per_request(root, url, jobs)
+        calls = {size: counts[str(size)] for size in counted}
+        vcr_calls = counts["vcr"]
+        print(f"  calls counted in {time.perf_counter() - began:.0f} s", file=sys.stderr)
     ours, theirs = median(times["engagelab_cassette"]), median(times["pytest-recording"])
     costs = {size: median(values) for size, values in per_request.items()}
     smallest, largest = costs[sizes[0]], costs[sizes[-1]]
@@ -279,10 +391,12 @@ def measure(
         Row(
             "4",
             f"Replay: one cassette of {interactions:,} recorded interactions, whole test, "
-            f"median of {reps}",
-            f"`engagelab_cassette` {milli(ours)}",
-            f"pytest-recording `vcr` {milli(theirs)}",
-            ratio(ours, theirs),
+            f"median of {reps}; calls per replayed request on a cassette of {counted[0]:,} "
+            "(cProfile, a run of its own: replaying all minus none, over their number)",
+            f"`engagelab_cassette` {milli(ours)}, {calls[counted[0]]:,.0f} calls",
+            f"pytest-recording `vcr` {milli(theirs)}, {vcr_calls:,.0f} calls (more per "
+            "request on a larger cassette)",
+            f"{ratio(ours, theirs)} ({ratio(calls[counted[0]], vcr_calls)} calls)",
             "at most 0.2x pytest-recording",
             verdict(ours <= 0.2 * theirs),
         ),
@@ -290,10 +404,15 @@ def measure(
             "4b",
             "Replay: time per request (whole test / requests), cassettes of "
             + ", ".join(f"{size:,}" for size in sizes)
-            + f" interactions, median of {min(reps, 3)}",
-            ", ".join(f"{size:,}: {micro(costs[size])}" for size in sizes),
+            + f" interactions, median of {min(reps, 3)}; calls per replayed request at "
+            + " and ".join(f"{size:,}" for size in counted)
+            + " (as in row 4)",
+            ", ".join(f"{size:,}: {micro(costs[size])}" for size in sizes)
+            + "; "
+            + ", ".join(f"{size:,}: {calls[size]:,.0f} calls" for size in counted),
             f"the same plugin at {sizes[0]:,} interactions",
-            ratio(largest, smallest),
+            f"{ratio(largest, smallest)} "
+            f"({counted[-1]:,}: {ratio(calls[counted[-1]], calls[counted[0]])} calls)",
             f"flat: {sizes[-1]:,} within 1.5x of {sizes[0]:,}",
             verdict(largest <= 1.5 * smallest),
         ),

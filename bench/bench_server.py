@@ -382,6 +382,44 @@ CHILDREN = {
     FLOOR: _UVICORN_CHILD,
     "uvicorn + h11 (static)": _UVICORN_CHILD.replace('http="httptools"', 'http="h11"'),
 }
+#: pytest-httpserver answering a static JSON body, as row 6 of ``bench.run`` runs it
+#: (threaded, or its default), werkzeug's line per request silenced.
+_HTTPSERVER_CHILD = """
+import logging
+from pytest_httpserver import HTTPServer
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+server = HTTPServer(host="127.0.0.1", port=0, threaded=THREADED)
+server.expect_request("/v1/messages", method="POST").respond_with_json(STATIC)
+server.start()
+print(server.port, flush=True)
+_wait_stdin()
+server.clear()
+server.stop()
+""".replace("STATIC", repr(_STATIC))
+
+#: The SMPP door with its default account (``bench/bench_smpp.py``, row 7 of ``bench.run``).
+SMPP_CHILD = "otp_smpp_server"
+_SMPP_CHILD = (
+    _CHECK_PACKAGE
+    + """
+from pytest_engagelab.doors.smpp import OTPSMPPServer
+server = OTPSMPPServer()
+server.start()
+print(server.port, flush=True)
+_wait_stdin()
+server.stop()
+"""
+)
+
+#: Children run only for their calls per request (``calls_per_request``), by rows 6 and 7
+#: of ``bench.run``: not in this file's tables.
+COUNTED_ONLY = {
+    "httpserver (threaded)": _HTTPSERVER_CHILD.replace("THREADED", "True"),
+    "httpserver (default)": _HTTPSERVER_CHILD.replace("THREADED", "False"),
+    SMPP_CHILD: _SMPP_CHILD,
+}
+
 #: ``--baseline PATH``: the same child, importing pytest_engagelab from another checkout.
 BASELINE = "otp_server (baseline)"
 _PATHS: dict[str, str] = {}
@@ -404,7 +442,8 @@ def child_server(
     env = dict(os.environ)
     env["PYTHONPATH"] = _PATHS.get(name, str(_ROOT))
     env["BENCH_PROFILE"] = "1" if profile else "0"
-    code = _PRELUDE + textwrap.dedent(CHILDREN[_OTP_NAME if name == BASELINE else name])
+    source = {**CHILDREN, **COUNTED_ONLY}[_OTP_NAME if name == BASELINE else name]
+    code = _PRELUDE + textwrap.dedent(source)
     command = [sys.executable, "-c", code]
     if callgrind is not None:
         env["PYTHONHASHSEED"] = "0"  # the same dict and set layouts in every run
@@ -458,15 +497,28 @@ def child_contender(name: str) -> Contender:
     return contender
 
 
-def calls_per_request(name: str, clients: int, requests: int, base: int) -> float:
+def calls_per_request(
+    name: str,
+    clients: int,
+    requests: int,
+    base: int,
+    *,
+    drive: Callable[[int, int, int], Run] | None = None,
+) -> float:
     """Function calls the server's threads make per request (cProfile's count, in a run of
     its own: profiling slows the server down).  Unlike times, counts hardly move with
-    whatever else the machine is doing."""
+    whatever else the machine is doing.  ``drive(port, requests, base)`` sends the requests
+    (by default ``clients`` keep-alive HTTP clients; ``bench_smpp`` passes SMPP binds)."""
+    headers = _auth("test-dev-key", "test-dev-secret")
+
+    def http(port: int, count: int, first: int) -> Run:
+        return load("127.0.0.1", port, headers, clients, 0, first, requests=count)
+
+    send = http if drive is None else drive
     with child_server(name, profile=True) as (_pid, port, calls):
-        headers = _auth("test-dev-key", "test-dev-secret")
-        load("127.0.0.1", port, headers, clients, 0, base, requests=min(200, requests))  # warm up
+        send(port, min(200, requests), base)  # warm up
         before = calls()
-        run = load("127.0.0.1", port, headers, clients, 0, base + 500_000, requests=requests)
+        run = send(port, requests, base + 500_000)
         after = calls()
     if run.errors:
         raise RuntimeError(f"{name}: {run.errors} answers were not 200")
